@@ -1,0 +1,160 @@
+"""Embedding set files (DESIGN.md): parts, failures and the manifest that marks the set complete.
+
+Layout of a set folder:
+- `part-NNNNN.parquet`: `item_id`, `embedding` (fixed-size list of float32 or float16,
+  L2-normalised), `image_sha256`. Part N covers a fixed slice of the catalogue, so a resumed run
+  knows which slices are finished by the parts present.
+- `failures.parquet`: `item_id`, `image`, `error_type`, `message`.
+- `catalog.parquet`: the catalogue as embedded (item_id, resolved image, metadata columns), which
+  the index carries for filters and display.
+- `embedding_set.json`: written last; its presence means the set is complete.
+- `_work/`: per-part failure lists while the run is in progress.
+Every file is written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embeddings.errors import InputError
+
+MANIFEST = "embedding_set.json"
+FAILURES = "failures.parquet"
+CATALOG = "catalog.parquet"
+WORK_DIR = "_work"
+FAILURE_COLUMNS = ["item_id", "image", "error_type", "message"]
+
+
+def part_name(part: int) -> str:
+    return f"part-{part:05d}.parquet"
+
+
+def atomic_write_table(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(data: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def embeddings_table(item_ids: list[str], vectors: np.ndarray, shas: list[str]) -> pa.Table:
+    """Rows of a part: the vectors as a fixed-size list column of their own dtype."""
+    vectors = np.ascontiguousarray(vectors)
+    if vectors.dtype not in (np.float32, np.float16):
+        vectors = vectors.astype(np.float32)
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    values = pa.array(vectors.reshape(-1))
+    embedding = pa.FixedSizeListArray.from_arrays(values, dim)
+    return pa.table(
+        {
+            "item_id": pa.array(item_ids, pa.string()),
+            "embedding": embedding,
+            "image_sha256": pa.array(shas, pa.string()),
+        }
+    )
+
+
+def failures_table(rows: list[dict[str, str]]) -> pa.Table:
+    return pa.table({col: pa.array([r[col] for r in rows], pa.string()) for col in FAILURE_COLUMNS})
+
+
+def write_part(out_dir: Path, part: int, item_ids: list[str], vectors: np.ndarray, shas: list[str],
+               failures: list[dict[str, str]]) -> None:
+    """Write one finished slice: its failures first, then the part, whose presence marks it done."""
+    work = out_dir / WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_table(failures_table(failures), work / f"failures-{part:05d}.parquet")
+    atomic_write_table(embeddings_table(item_ids, vectors, shas), out_dir / part_name(part))
+
+
+def finished_parts(out_dir: Path) -> set[int]:
+    """Parts whose slice is finished (part and its failure list both present)."""
+    done = set()
+    for path in out_dir.glob("part-*.parquet"):
+        part = int(path.stem.split("-")[1])
+        if (out_dir / WORK_DIR / f"failures-{part:05d}.parquet").exists():
+            done.add(part)
+    return done
+
+
+def merge_failures(out_dir: Path) -> pd.DataFrame:
+    """Gather the per-part failure lists into failures.parquet."""
+    files = sorted((out_dir / WORK_DIR).glob("failures-*.parquet"))
+    frames = [pd.read_parquet(f) for f in files]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=FAILURE_COLUMNS)
+    atomic_write_table(pa.Table.from_pandas(frame[FAILURE_COLUMNS].astype(str), preserve_index=False),
+                       out_dir / FAILURES)
+    return frame
+
+
+@dataclass
+class EmbeddingSet:
+    """A complete embedding set read back: ids, vectors (float32, row-aligned) and its manifest."""
+
+    path: Path
+    item_ids: np.ndarray  # of str
+    vectors: np.ndarray  # (n, dim) float32
+    image_sha256: np.ndarray  # of str
+    manifest: dict[str, Any]
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def model_id(self) -> str:
+        return str(self.manifest["model"]["id"])
+
+    def catalog(self) -> pd.DataFrame:
+        """The catalogue rows (item_id, image, metadata) of the set's items, in set order."""
+        path = self.path / CATALOG
+        frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"item_id": []})
+        frame = frame.drop_duplicates("item_id").set_index("item_id")
+        return frame.reindex(self.item_ids).rename_axis("item_id").reset_index()
+
+    def failures(self) -> pd.DataFrame:
+        path = self.path / FAILURES
+        return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=FAILURE_COLUMNS)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    manifest_path = Path(path) / MANIFEST
+    if not manifest_path.is_file():
+        raise InputError(f"{path}: not a complete embedding set (no {MANIFEST})")
+    try:
+        return json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{manifest_path}: not valid JSON ({exc})") from None
+
+
+def read_embedding_set(path: Path) -> EmbeddingSet:
+    """Read a complete set; refuses an unfinished one (no manifest)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    parts = sorted(path.glob("part-*.parquet"))
+    dim = int(manifest["dim"])
+    ids, shas, blocks = [], [], []
+    for part in parts:
+        table = pq.read_table(part)
+        n = table.num_rows
+        ids.append(table.column("item_id").to_numpy(zero_copy_only=False).astype(str))
+        shas.append(table.column("image_sha256").to_numpy(zero_copy_only=False).astype(str))
+        flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        blocks.append(np.asarray(flat, dtype=np.float32).reshape(n, dim))
+    if not blocks:
+        return EmbeddingSet(path, np.array([], dtype=str), np.zeros((0, dim), np.float32),
+                            np.array([], dtype=str), manifest)
+    return EmbeddingSet(path, np.concatenate(ids), np.concatenate(blocks), np.concatenate(shas), manifest)

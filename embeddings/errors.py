@@ -1,0 +1,20 @@
+"""Errors of the embeddings package."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input that the caller can fix: the message names the file, row, field or option."""
+
+
+class ImageError(Exception):
+    """One item's image could not be read or decoded; the item fails, the job goes on.
+
+    `error_type` is a short stable code recorded in failures.parquet (for example `not_found`,
+    `decode_error`, `too_many_pixels`, `too_large`, `http_error`, `timeout`).
+    """
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
