@@ -1,0 +1,71 @@
+"""Run a backbone on batches: device choice, autocast and channels_last on GPUs, unit vectors out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from embeddings.backbones import Backbone
+from embeddings.errors import InputError
+from embeddings.preprocess import build_transform
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """`auto` picks CUDA when there is a GPU and the CPU otherwise."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is available here")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise InputError(f"--device {device!r}: expected auto, cpu or cuda")
+    return torch.device(device)
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class Embedder:
+    """Turns preprocessed image tensors (or PIL images) into L2-normalised float32 vectors."""
+
+    def __init__(self, backbone: Backbone, device: str = "auto") -> None:
+        self.backbone = backbone
+        self.device = resolve_device(device)
+        self.transform = build_transform(backbone.data_config)
+        model = backbone.model.eval().to(self.device)
+        if self.device.type == "cuda":
+            # channels_last feeds the tensor cores; autocast below picks bf16 where supported.
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.autocast_dtype = (
+            torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+        )
+
+    @property
+    def dim(self) -> int:
+        return self.backbone.dim
+
+    @torch.inference_mode()
+    def embed_tensors(self, batch: torch.Tensor) -> np.ndarray:
+        """A (n, 3, H, W) batch, already preprocessed, to (n, dim) unit vectors."""
+        if self.device.type == "cuda":
+            batch = batch.pin_memory().to(self.device, non_blocking=True)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=self.autocast_dtype):
+                features = self.model(batch)
+        else:
+            features = self.model(batch)
+        return l2_normalize(features.float().cpu().numpy())
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB PIL images to (n, dim) unit vectors, with the backbone's own preprocessing."""
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        return self.embed_tensors(torch.stack([self.transform(image) for image in images]))
