@@ -72,21 +72,25 @@ def failures_table(rows: list[dict[str, str]]) -> pa.Table:
 
 
 def write_part(out_dir: Path, part: int, item_ids: list[str], vectors: np.ndarray, shas: list[str],
-               failures: list[dict[str, str]]) -> None:
-    """Write one finished slice: its failures first, then the part, whose presence marks it done."""
-    work = out_dir / WORK_DIR
+               failures: list[dict[str, str]], stats: dict[str, Any] | None = None) -> None:
+    """Write one finished slice: its failures and stats first, then the part, whose presence
+    marks the slice done (so a crash between the two only redoes this slice)."""
+    work = Path(out_dir) / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_table(failures_table(failures), work / f"failures-{part:05d}.parquet")
-    atomic_write_table(embeddings_table(item_ids, vectors, shas), out_dir / part_name(part))
+    atomic_write_json(stats or {}, work / f"stats-{part:05d}.json")
+    atomic_write_table(embeddings_table(item_ids, vectors, shas), Path(out_dir) / part_name(part))
 
 
-def finished_parts(out_dir: Path) -> set[int]:
-    """Parts whose slice is finished (part and its failure list both present)."""
-    done = set()
-    for path in out_dir.glob("part-*.parquet"):
+def finished_parts(out_dir: Path) -> dict[int, dict[str, Any]]:
+    """Finished slices (part, failure list and stats all present) and their stats."""
+    done = {}
+    work = Path(out_dir) / WORK_DIR
+    for path in Path(out_dir).glob("part-*.parquet"):
         part = int(path.stem.split("-")[1])
-        if (out_dir / WORK_DIR / f"failures-{part:05d}.parquet").exists():
-            done.add(part)
+        stats_path = work / f"stats-{part:05d}.json"
+        if (work / f"failures-{part:05d}.parquet").exists() and stats_path.exists():
+            done[part] = json.loads(stats_path.read_text())
     return done
 
 

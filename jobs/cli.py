@@ -11,7 +11,11 @@ import importlib
 import logging
 import sys
 
+from embeddings.errors import InputError as EmbeddingsInputError
 from jobs.errors import JobFailed, UsageError
+
+# Library errors that mean "bad input" (exit 2); other packages append theirs below.
+INPUT_ERRORS: tuple[type[Exception], ...] = (UsageError, EmbeddingsInputError)
 
 # Each module defines `register(subparsers)`; the parser it adds sets `func(args) -> int`.
 COMMAND_MODULES = [
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except UsageError as exc:
+    except INPUT_ERRORS as exc:
         print(f"recsys: error: {exc}", file=sys.stderr)
         return 2
     except JobFailed as exc:
