@@ -1,0 +1,83 @@
+"""The app factory: routers, error handlers, middleware, and the lifespan that loads the index."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from recsys.api import errors
+from recsys.api.limits import BodyLimitMiddleware
+from recsys.api.metrics import Metrics, MetricsMiddleware
+from recsys.api.reload import ServingState
+from recsys.api.routes import admin, health, items, similar, ui, users
+from recsys.api.settings import MIB, Settings
+from recsys.api.upload import UploadEmbedder
+
+log = logging.getLogger(__name__)
+
+
+def limit_compute_threads(threads: int) -> None:
+    """One OpenMP/intra-op thread per search: requests already run side by side in threads."""
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # torch is only needed for uploads
+        pass
+
+
+def create_app(settings: Settings) -> FastAPI:
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_compute_threads(settings.compute_threads)
+        app.state.limiter = anyio.CapacityLimiter(settings.search_concurrency)
+        ok, message = await app.state.serving.reload()
+        if not ok:
+            log.warning("starting without an index: %s", message)
+        watcher = None
+        if settings.reload_interval_s > 0:
+            watcher = asyncio.create_task(app.state.serving.watch(settings.reload_interval_s))
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    app = FastAPI(
+        title="recsys",
+        summary="Similar items by image and behaviour, from a versioned FAISS index.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.serving = ServingState(settings.store, metrics, settings.cache_size)
+    app.state.embedder = UploadEmbedder()
+    errors.install(app)
+    for router in (health.router, items.router, similar.router, users.router, admin.router, ui.router):
+        app.include_router(router)
+    app.mount("/ui/static", ui.static_files(), name="ui-static")
+
+    # Innermost first: CORS (only when origins are configured), body caps, then metrics outermost
+    # so that refused requests are counted too.
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+    # The upload cap is on the file; the body may carry a little multipart framing around it.
+    app.add_middleware(BodyLimitMiddleware, default_cap=settings.json_body_max_bytes,
+                       caps={similar.UPLOAD_PATH: settings.upload_max_bytes + MIB // 16})
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

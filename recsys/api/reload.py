@@ -1,0 +1,99 @@
+"""Hot reload: load a new version beside the old one, then swap one reference.
+
+Requests in flight keep the snapshot they took, so they finish on the old version; a version
+that fails to load leaves the old one serving and is reported by /readyz and /metrics. The
+watcher polls the store's CURRENT file (a cheap read) and reloads when the name in it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from recsys.api.metrics import Metrics
+from recsys.api.serving import Snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReloadFailure:
+    version: str | None
+    message: str
+    at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "message": self.message, "at": self.at}
+
+
+def read_current(store: Path) -> str | None:
+    """The version CURRENT names, or None when there is none yet."""
+    from index.store import IndexStore
+
+    try:
+        return IndexStore(store).current_version()
+    except Exception:  # noqa: BLE001 - a store being written may be briefly unreadable
+        return None
+
+
+class ServingState:
+    """The snapshot being served and the reload bookkeeping around it."""
+
+    def __init__(self, store: Path, metrics: Metrics, cache_size: int) -> None:
+        self.store = Path(store)
+        self.metrics = metrics
+        self.cache_size = cache_size
+        self.snapshot: Snapshot | None = None
+        self.last_failure: ReloadFailure | None = None
+        self.reloads = 0
+        # The CURRENT name last acted on, so a broken version is tried once, not every poll.
+        self._seen_current: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def reload(self, version: str | None = None) -> tuple[bool, str | None]:
+        """Load `version` (None: CURRENT) and swap it in; returns (ok, message on failure)."""
+        async with self._lock:
+            target = version or read_current(self.store)
+            self._seen_current = read_current(self.store)
+            if target is None:
+                return self._failed(None, f"{self.store}: no CURRENT version to load")
+            try:
+                snapshot = await anyio.to_thread.run_sync(
+                    lambda: Snapshot.load(self.store, target, self.cache_size))
+            except Exception as exc:  # noqa: BLE001 - any load failure keeps the old version
+                log.warning("reload of version %s failed: %s", target, exc)
+                return self._failed(target, f"version {target} failed to load: {exc}")
+            previous = self.snapshot
+            self.snapshot = snapshot  # the swap: one reference assignment
+            self.last_failure = None
+            self.reloads += 1
+            self.metrics.reloaded(True)
+            self.metrics.served(snapshot.version, len(snapshot))
+            log.info("serving version %s (was %s)", snapshot.version,
+                     previous.version if previous else None)
+            return True, None
+
+    def _failed(self, version: str | None, message: str) -> tuple[bool, str]:
+        self.last_failure = ReloadFailure(version, message, time.time())
+        self.metrics.reloaded(False)
+        return False, message
+
+    async def watch(self, interval_s: float) -> None:
+        """Reload whenever CURRENT names a new version; runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                current = await anyio.to_thread.run_sync(read_current, self.store)
+                serving = self.snapshot.version if self.snapshot else None
+                if current is not None and current != self._seen_current and current != serving:
+                    await self.reload()
+                elif current is not None:
+                    self._seen_current = current
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad poll
+                log.exception("index watcher poll failed")

@@ -1,0 +1,50 @@
+"""Admin: reload the index now. Needs `Authorization: Bearer $RECSYS_ADMIN_TOKEN`."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from recsys.api.deps import AppSettings, State
+from recsys.api.errors import ApiError
+from recsys.api.responses import JSONBytes
+from recsys.api.schemas import ErrorAnswer, ReloadAnswer
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+bearer = HTTPBearer(auto_error=False)
+
+
+async def require_admin(
+    settings: AppSettings,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """401 without a bearer token, 403 with a wrong one or when no token is configured."""
+    if credentials is None or not credentials.credentials:
+        raise ApiError(401, "admin routes need 'Authorization: Bearer <token>'",
+                       headers={"WWW-Authenticate": "Bearer"})
+    if settings.admin_token is None:
+        raise ApiError(403, "admin routes are off: the server has no RECSYS_ADMIN_TOKEN")
+    if not hmac.compare_digest(credentials.credentials.encode(), settings.admin_token.encode()):
+        raise ApiError(403, "wrong admin token")
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadAnswer,
+    dependencies=[Depends(require_admin)],
+    responses={401: {"model": ErrorAnswer}, 403: {"model": ErrorAnswer}, 409: {"model": ErrorAnswer}},
+)
+async def reload(
+    state: State,
+    version: Annotated[str | None, Query(max_length=200, description="default: the CURRENT one")] = None,
+) -> JSONBytes:
+    """Load CURRENT (or `version`) beside the serving one and swap; on failure the old one stays."""
+    previous = state.snapshot.version if state.snapshot else None
+    ok, message = await state.reload(version)
+    if not ok:
+        raise ApiError(409, f"{message}; still serving version {previous}", code="reload_failed",
+                       serving=previous)
+    return JSONBytes({"reloaded": True, "version": state.snapshot.version, "previous": previous})

@@ -1,0 +1,48 @@
+"""Personal recommendations, from the behaviour recommender of the serving version."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from starlette.responses import Response
+
+from recsys.api.deps import CurrentSnapshot
+from recsys.api.errors import ApiError
+from recsys.api.schemas import K_MAX, ErrorAnswer, RecommendationsAnswer
+from recsys.api.serving import Snapshot
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+
+
+@router.get("/{user_id:path}/recommendations", response_model=RecommendationsAnswer,
+            responses={503: {"model": ErrorAnswer}})
+async def recommendations(
+    request: Request,
+    user_id: Annotated[str, PathParam(min_length=1, max_length=512)],
+    snapshot: CurrentSnapshot,
+    k: Annotated[int, Query(ge=1, le=K_MAX)] = 10,
+) -> Response:
+    """Items for this user; an unknown user gets the popular items."""
+    if snapshot.recommender is None:
+        raise ApiError(503, snapshot.recommender_error or "no behaviour data in this version",
+                       code="no_behaviour")
+    key = ("user", user_id, k)
+    body = snapshot.cache.get(key)
+    if body is None:
+        body = await anyio.to_thread.run_sync(_recommend, snapshot, user_id, k,
+                                              limiter=request.app.state.limiter)
+        snapshot.cache.put(key, body)
+    return Response(body, media_type="application/json")
+
+
+def _recommend(snapshot: Snapshot, user_id: str, k: int) -> bytes:
+    rows: Any = snapshot.recommender.recommend(user_id, k=k)
+    known = None
+    if isinstance(rows, dict):  # a service may answer {"known_user": ..., "results": [...]}
+        known, rows = rows.get("known_user"), rows.get("results", [])
+    return orjson.dumps({"user_id": user_id, "version": snapshot.version, "known_user": known,
+                         "results": snapshot.results(rows)})

@@ -1,0 +1,129 @@
+"""One loaded index version as the API serves it: the index, display metadata, cached answers.
+
+A `Snapshot` is immutable once built. A request takes the current snapshot once and uses it to
+the end, so a reload that swaps in a new one never changes an answer half-way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from recsys.api.cache import AnswerCache
+
+log = logging.getLogger(__name__)
+
+# Catalogue columns that never go out in answers: the image reference is a server-side path
+# (the page fetches /v1/items/{id}/image instead); item_id and score are set by the answer.
+HIDDEN_COLUMNS = ("image", "item_id", "score")
+
+
+@dataclass
+class Snapshot:
+    version: str
+    index: Any  # index.store.LoadedIndex
+    meta: dict[str, dict[str, Any]]  # item_id -> JSON-safe display metadata
+    images: dict[str, str]  # item_id -> image reference from the catalogue
+    item_ids: list[str]  # in index row order
+    recommender: Any | None = None  # recsys.service.Recommender when behaviour data exists
+    recommender_error: str | None = None
+    cache: AnswerCache = field(default_factory=lambda: AnswerCache(0))
+    loaded_at: float = field(default_factory=time.time)
+
+    @classmethod
+    def load(cls, store: Path, version: str | None = None, cache_size: int = 50_000) -> Snapshot:
+        """Load a version (None: the one CURRENT names); raises IndexLoadError when it cannot."""
+        from index.store import load_version
+
+        started = time.perf_counter()
+        index = load_version(store, version)
+        items: pd.DataFrame = index.items
+        item_ids = items["item_id"].astype(str).tolist()
+        meta = _display_metadata(items, item_ids)
+        images = dict(zip(item_ids, items["image"].astype(str))) if "image" in items else {}
+        recommender, recommender_error = _load_recommender(store, index)
+        log.info("loaded version %s: %d items in %.2f s", index.version, len(item_ids),
+                 time.perf_counter() - started)
+        return cls(str(index.version), index, meta, images, item_ids, recommender, recommender_error,
+                   AnswerCache(cache_size))
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def has_item(self, item_id: str) -> bool:
+        return item_id in self.meta
+
+    @property
+    def has_behaviour(self) -> bool:
+        return self.recommender is not None
+
+    def results(self, pairs: list[tuple[str, float]] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Answer rows: item_id, score, then the item's metadata."""
+        rows = []
+        for pair in pairs:
+            if isinstance(pair, dict):
+                item_id, extra = str(pair["item_id"]), pair
+                row = {"item_id": item_id, "score": float(pair.get("score", 0.0))}
+                row.update({k: v for k, v in extra.items() if k not in row})
+            else:
+                item_id, score = pair
+                row = {"item_id": item_id, "score": round(float(score), 6)}
+            row.update(self.meta.get(item_id, {}))
+            rows.append(row)
+        return rows
+
+    def visual_similar(self, item_id: str, k: int, exclude: tuple[str, ...] = (),
+                       category: str | None = None) -> list[tuple[str, float]]:
+        """Nearest items by image; raises KeyError for an unknown item."""
+        where = None
+        if category is not None:
+            where = _category_filter(category)
+        return [(str(i), float(s)) for i, s in self.index.similar(item_id, k, exclude=exclude, where=where)]
+
+    def vector_search(self, vectors: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        scores, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        return [[(str(i), float(s)) for i, s in zip(row_ids, row_scores) if i != ""]
+                for row_ids, row_scores in zip(ids, scores)]
+
+    def encode(self, body: dict[str, Any]) -> bytes:
+        return orjson.dumps(body)
+
+
+def _category_filter(category: str):
+    def where(items: pd.DataFrame) -> pd.Series:
+        if "category" not in items:
+            return pd.Series(False, index=items.index)
+        return items["category"].astype(str) == category
+
+    return where
+
+
+def _display_metadata(items: pd.DataFrame, item_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per item, its metadata as JSON values (NaN as null, times as ISO strings)."""
+    shown = items.drop(columns=[c for c in HIDDEN_COLUMNS if c in items.columns])
+    if shown.shape[1] == 0:
+        return {item_id: {} for item_id in item_ids}
+    # pandas' JSON writer turns every dtype (numpy ints, NaN, timestamps) into plain JSON at C speed.
+    records = orjson.loads(shown.to_json(orient="records", date_format="iso"))
+    return {item_id: {k: v for k, v in record.items() if v is not None}
+            for item_id, record in zip(item_ids, records)}
+
+
+def _load_recommender(store: Path, index: Any) -> tuple[Any | None, str | None]:
+    """The behaviour-aware recommender for this version, or None with the reason."""
+    try:
+        from recsys.service import Recommender  # lands with the recommender; optional until then
+    except ImportError:
+        return None, "the behaviour recommender is not installed in this build"
+    try:
+        return Recommender.load(store, index.version), None
+    except Exception as exc:  # noqa: BLE001 - no behaviour data must not stop visual serving
+        log.warning("version %s: no behaviour recommender (%s)", index.version, exc)
+        return None, f"no behaviour data for version {index.version}: {exc}"

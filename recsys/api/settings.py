@@ -1,0 +1,44 @@
+"""Server settings in one object: built from the environment by `recsys serve`, directly by tests."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: Path
+    # Bearer token for /v1/admin/*; None disables those routes (403).
+    admin_token: str | None = None
+    # Seconds between checks of the store's CURRENT file; 0 turns the watcher off.
+    reload_interval_s: float = 2.0
+    batch_max: int = 100  # item ids in one POST /v1/similar
+    upload_max_bytes: int = 10 * MIB
+    json_body_max_bytes: int = 1 * MIB
+    # Decoded pixels of an uploaded image: far below the batch job's cap, as anyone may upload.
+    upload_max_pixels: int = 25_000_000
+    # Origins allowed by CORS; empty keeps CORS off (the page is served from the same origin).
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    # Threads for FAISS/torch inside the server: searches run one per worker thread, so more
+    # OpenMP threads per search would only oversubscribe the cores.
+    compute_threads: int = 1
+    # Live searches and uploads run in worker threads, at most this many at once.
+    search_concurrency: int = 4
+    # Answers kept per loaded version for repeated queries (filters, behaviour, hybrid).
+    cache_size: int = 50_000
+
+    @classmethod
+    def from_env(cls, store: Path | str, **overrides: object) -> Settings:
+        """Settings for `store`, with the token and CORS origins from the environment."""
+        origins = os.environ.get("RECSYS_CORS_ORIGINS", "")
+        values: dict[str, object] = {
+            "store": Path(store),
+            "admin_token": os.environ.get("RECSYS_ADMIN_TOKEN") or None,
+            "cors_origins": tuple(o.strip() for o in origins.split(",") if o.strip()),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
