@@ -1,0 +1,73 @@
+"""The onnxruntime engine: a static export of the real Lite0 gives torch eager's vectors."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from embeddings.artifact import write_artifact
+from embeddings.backbones import load_backbone
+from embeddings.embedder import Embedder
+from embeddings.engines import make_embedder
+from embeddings.errors import InputError
+from embeddings.onnx_engine import OnnxEmbedder, export_onnx
+from tests.photos import real_photos
+
+
+@pytest.fixture(scope="module")
+def exported(lite0, tmp_path_factory):
+    return export_onnx(lite0, tmp_path_factory.mktemp("onnx") / "lite0.onnx")
+
+
+@pytest.fixture(scope="module")
+def photos():
+    return list(real_photos().values())
+
+
+def test_static_export_folds_same_padding_into_convs(exported) -> None:
+    ops = Counter(node.op_type for node in onnx.load(str(exported)).graph.node)
+    assert ops["Conv"] == 49, ops
+    # No dynamic padding arithmetic left (a dynamic export has Shape/Ceil/Pad around every stride 2).
+    assert not {"Pad", "Shape", "Ceil", "ConstantOfShape"} & set(ops), ops
+    assert sum(ops.values()) < 100, ops
+
+
+def test_fp32_onnxruntime_matches_torch_eager_on_real_photos(lite0, exported, photos) -> None:
+    ort_embedder = OnnxEmbedder(exported, lite0.data_config, lite0.dim, threads=2)
+    torch_embedder = Embedder(lite0, "cpu")
+    batch = torch.stack([torch_embedder.transform(photo) for photo in photos])
+    expected = torch_embedder.embed_tensors(batch)
+    got = ort_embedder.embed_tensors(batch)
+    assert got.shape == (len(photos), 1280) and got.dtype == np.float32
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cosines = (got * expected).sum(axis=1)
+    assert cosines.min() >= 0.9999, cosines
+    # The batch axis is dynamic: one image alone gives the same vector as inside the batch.
+    single = ort_embedder.embed_images(photos[:1])
+    assert float(single[0] @ got[0]) >= 0.9999
+    assert ort_embedder.embed_images([]).shape == (0, 1280)
+
+
+def test_onnx_artifact_loads_through_load_backbone_and_picks_onnxruntime(lite0, exported, photos,
+                                                                         tmp_path) -> None:
+    folder = write_artifact(tmp_path / "art", arch=lite0.arch, data_config=lite0.data_config,
+                            feature_dim=lite0.dim, engine="onnx", precision="fp32", steps=[],
+                            teacher={"spec": lite0.spec, "id": lite0.model_id}, onnx_file=exported)
+    backbone = load_backbone(str(folder))
+    assert backbone.extra["engine"] == "onnx" and backbone.dim == 1280
+    embedder = make_embedder(backbone, "cpu")
+    assert isinstance(embedder, OnnxEmbedder)
+    assert isinstance(make_embedder(lite0, "cpu"), Embedder)
+    vectors = embedder.embed_images(photos[:3])
+    expected = Embedder(lite0, "cpu").embed_images(photos[:3])
+    assert (vectors * expected).sum(axis=1).min() >= 0.9999
+    assert backbone.model_id != lite0.model_id  # the artifact's vectors are never mixed with torch's
+
+
+def test_missing_onnx_file_is_a_clear_input_error(tmp_path, lite0) -> None:
+    with pytest.raises(InputError, match="not found"):
+        OnnxEmbedder(tmp_path / "missing.onnx", lite0.data_config, lite0.dim)
