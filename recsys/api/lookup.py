@@ -46,7 +46,8 @@ def fast_similar(snapshot: Snapshot, item_id: str, k: int, mode: str,
     pairs = snapshot.precomputed(item_id, k)
     if pairs is None:
         return None
-    return _finish(snapshot, item_id, k, mode, exclude, category, used, note, pairs)
+    # Not cached: the lookup is about as cheap as the cache, and would only fill it.
+    return _finish(snapshot, item_id, k, mode, exclude, category, used, note, pairs, cache=False)
 
 
 def similar(snapshot: Snapshot, item_id: str, k: int, mode: str,
@@ -64,7 +65,7 @@ def similar(snapshot: Snapshot, item_id: str, k: int, mode: str,
 
 
 def _finish(snapshot: Snapshot, item_id: str, k: int, mode: str, exclude: tuple[str, ...],
-            category: str | None, used: str, note: str | None, pairs: Any) -> bytes:
+            category: str | None, used: str, note: str | None, pairs: Any, cache: bool = True) -> bytes:
     body = orjson.dumps({
         "item_id": item_id,
         "version": snapshot.version,
@@ -73,7 +74,8 @@ def _finish(snapshot: Snapshot, item_id: str, k: int, mode: str, exclude: tuple[
         "note": note,
         "results": snapshot.results(pairs),
     })
-    snapshot.cache.put(("similar", item_id, k, mode, exclude, category), body)
+    if cache:
+        snapshot.cache.put(("similar", item_id, k, mode, exclude, category), body)
     return body
 
 

@@ -32,6 +32,7 @@ class Snapshot:
     meta: dict[str, dict[str, Any]]  # item_id -> JSON-safe display metadata
     images: dict[str, str]  # item_id -> image reference from the catalogue
     item_ids: list[str]  # in index row order
+    rows: dict[str, int]  # item_id -> row
     recommender: Any | None = None  # recsys.service.Recommender when behaviour data exists
     recommender_error: str | None = None
     cache: AnswerCache = field(default_factory=lambda: AnswerCache(0))
@@ -51,14 +52,35 @@ class Snapshot:
         recommender, recommender_error = _load_recommender(store, index)
         log.info("loaded version %s: %d items in %.2f s", index.version, len(item_ids),
                  time.perf_counter() - started)
-        return cls(str(index.version), index, meta, images, item_ids, recommender, recommender_error,
+        rows = {item_id: row for row, item_id in enumerate(item_ids)}
+        return cls(str(index.version), index, meta, images, item_ids, rows, recommender, recommender_error,
                    AnswerCache(cache_size))
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
+    def precomputed(self, item_id: str, k: int) -> list[tuple[str, float]] | None:
+        """The k nearest items from the version's stored neighbour lists (the query item left
+        out), or None when the version has none or they are shorter than k."""
+        neighbours = getattr(self.index, "neighbours", None)
+        if neighbours is None:
+            return None
+        width = neighbours.shape[1]
+        complete = width >= len(self.item_ids) - 1  # the lists hold every other item
+        if k > width and not complete:
+            return None
+        row = self.rows[item_id]
+        ids = self.item_ids
+        pairs = []
+        for r, score in zip(neighbours[row].tolist(), self.index.neighbour_scores[row].tolist()):
+            if r >= 0 and r != row:
+                pairs.append((ids[r], round(score, 6)))
+                if len(pairs) == k:
+                    return pairs
+        return pairs if complete else None
+
     def has_item(self, item_id: str) -> bool:
-        return item_id in self.meta
+        return item_id in self.rows
 
     @property
     def has_behaviour(self) -> bool:

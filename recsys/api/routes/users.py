@@ -19,16 +19,17 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
 
 
 @router.get("/{user_id:path}/recommendations", response_model=RecommendationsAnswer,
-            responses={503: {"model": ErrorAnswer}})
+            responses={404: {"model": ErrorAnswer}})
 async def recommendations(
     request: Request,
     user_id: Annotated[str, PathParam(min_length=1, max_length=512)],
     snapshot: CurrentSnapshot,
     k: Annotated[int, Query(ge=1, le=K_MAX)] = 10,
 ) -> Response:
-    """Items for this user; an unknown user gets the popular items."""
+    """Items for this user; an unknown user gets the popular items. 404 when the version holds no
+    behaviour data (there is nothing personal, nor popular, to answer with)."""
     if snapshot.recommender is None:
-        raise ApiError(503, snapshot.recommender_error or "no behaviour data in this version",
+        raise ApiError(404, snapshot.recommender_error or "no behaviour data in this version",
                        code="no_behaviour")
     key = ("user", user_id, k)
     body = snapshot.cache.get(key)
