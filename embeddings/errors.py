@@ -14,7 +14,8 @@ class ImageError(Exception):
     `decode_error`, `too_many_pixels`, `too_large`, `http_error`, `timeout`).
     """
 
-    def __init__(self, error_type: str, message: str) -> None:
+    def __init__(self, error_type: str, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+        self.retryable = retryable  # a network failure that may pass if tried again

@@ -9,6 +9,7 @@ that item alone.
 from __future__ import annotations
 
 import io
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -25,6 +26,13 @@ MAX_PIXELS = 64_000_000
 # Byte cap for one image file.
 MAX_BYTES = 50 * 1024 * 1024
 HTTP_TIMEOUT_S = 10.0
+HTTP_ATTEMPTS = 3  # one try plus two retries, for timeouts, dropped connections, 429 and 5xx
+HTTP_BACKOFF_S = 0.5  # doubled after each failed attempt
+RETRYABLE_HTTP = {408, 429, 500, 502, 503, 504}
+
+
+def is_remote(ref: str) -> bool:
+    return urlparse(ref).scheme.lower() in ("http", "https")
 
 
 def resolve_ref(ref: str, base_dir: Path | None) -> str:
@@ -39,12 +47,29 @@ def resolve_ref(ref: str, base_dir: Path | None) -> str:
     return str(path)
 
 
-def read_image_bytes(ref: str, *, max_bytes: int = MAX_BYTES, timeout: float = HTTP_TIMEOUT_S) -> bytes:
-    """The raw bytes behind a resolved reference: a local path, `file://` or `http(s)://`."""
+def read_image_bytes(
+    ref: str,
+    *,
+    max_bytes: int = MAX_BYTES,
+    timeout: float = HTTP_TIMEOUT_S,
+    attempts: int = HTTP_ATTEMPTS,
+    backoff: float = HTTP_BACKOFF_S,
+) -> bytes:
+    """The raw bytes behind a resolved reference: a local path, `file://` or `http(s)://`.
+
+    HTTP reads have connection and read timeouts, a size cap, and bounded retries with
+    exponential backoff for failures that may pass (timeouts, resets, 408/429/5xx).
+    """
     parsed = urlparse(ref)
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
-        return _read_http(ref, max_bytes=max_bytes, timeout=timeout)
+        for attempt in range(attempts):
+            try:
+                return _read_http(ref, max_bytes=max_bytes, timeout=timeout)
+            except ImageError as exc:
+                if not exc.retryable or attempt == attempts - 1:
+                    raise
+                time.sleep(backoff * 2**attempt)
     path = Path(unquote(parsed.path)) if scheme == "file" else Path(ref)
     try:
         size = path.stat().st_size
@@ -65,11 +90,12 @@ def _read_http(url: str, *, max_bytes: int, timeout: float) -> bytes:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             data = response.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
-        raise ImageError("http_error", f"{url}: HTTP {exc.code}") from None
+        retryable = exc.code in RETRYABLE_HTTP
+        raise ImageError("http_error", f"{url}: HTTP {exc.code}", retryable=retryable) from None
     except (TimeoutError, urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         kind = "timeout" if "timed out" in str(reason) else "connection_error"
-        raise ImageError(kind, f"{url}: {reason}") from None
+        raise ImageError(kind, f"{url}: {reason}", retryable=True) from None
     if len(data) > max_bytes:
         raise ImageError("too_large", f"{url}: over the {max_bytes} byte cap")
     return data
@@ -101,7 +127,9 @@ def decode_image(
             image.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageError("too_many_pixels", str(exc)) from None
+    except UnidentifiedImageError as exc:
         raise ImageError("decode_error", f"not a readable image: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError("decode_error", f"truncated or corrupt image: {exc}") from None

@@ -51,6 +51,7 @@ class EmbedOptions:
     max_failure_rate: float = 0.05
     previous: Path | None = None
     draft_decode: bool = True  # JPEG DCT-scaled decoding when the image is much larger than needed
+    http_timeout: float = 10.0  # seconds, for connecting and for each read
     progress: bool = True
 
 
@@ -160,6 +161,7 @@ def embed_catalog(
         embedder.transform,
         reusable=prev_shas,
         draft_size=draft_size(backbone.data_config) if options.draft_decode else None,
+        http_timeout=options.http_timeout,
     )
     size = options.part_size
     buffers = {p: _PartBuffer(range(p * size, min(n, (p + 1) * size))) for p in todo}
