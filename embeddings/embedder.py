@@ -56,7 +56,8 @@ class Embedder:
     def embed_tensors(self, batch: torch.Tensor) -> np.ndarray:
         """A (n, 3, H, W) batch, already preprocessed, to (n, dim) unit vectors."""
         if self.device.type == "cuda":
-            batch = batch.pin_memory().to(self.device, non_blocking=True)
+            if batch.device != self.device:  # already there when the GPU decoded the JPEGs
+                batch = batch.pin_memory().to(self.device, non_blocking=True)
             batch = batch.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=self.autocast_dtype):
                 features = self.model(batch)

@@ -101,6 +101,20 @@ def _read_http(url: str, *, max_bytes: int, timeout: float) -> bytes:
     return data
 
 
+def check_pixels(data: bytes, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse an image whose header declares more than `max_pixels`, without decoding it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            width, height = Image.open(io.BytesIO(data)).size
+    except Image.DecompressionBombError as exc:
+        raise ImageError("too_many_pixels", str(exc)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageError("decode_error", f"not a readable image: {exc}") from None
+    if width * height > max_pixels:
+        raise ImageError("too_many_pixels", f"{width}x{height} is over the {max_pixels} pixel cap")
+
+
 def decode_image(
     data: bytes,
     *,

@@ -20,7 +20,15 @@ import torch
 from torch.utils.data import Dataset
 
 from embeddings.errors import ImageError
-from embeddings.images import HTTP_TIMEOUT_S, MAX_PIXELS, decode_image, is_remote, read_image_bytes
+from embeddings.gpu_decode import is_jpeg
+from embeddings.images import (
+    HTTP_TIMEOUT_S,
+    MAX_PIXELS,
+    check_pixels,
+    decode_image,
+    is_remote,
+    read_image_bytes,
+)
 
 DOWNLOADS_IN_FLIGHT = 16  # per decoding worker
 
@@ -32,8 +40,9 @@ class LoadedBatch:
     rows: list[int]
     shas: list[str]
     pixels: torch.Tensor | None  # (n_ok, 3, H, W) for rows whose status is "ok", in order
-    status: list[str]  # "ok" | "reused" | "failed"
+    status: list[str]  # "ok" | "reused" | "failed" | "jpeg" (bytes left for the GPU to decode)
     errors: list[tuple[str, str] | None]
+    jpegs: list[bytes] = field(default_factory=list)  # for rows whose status is "jpeg", in order
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -59,6 +68,7 @@ class CatalogImages(Dataset):
         draft_size: tuple[int, int] | None = None,
         max_pixels: int = MAX_PIXELS,
         http_timeout: float = HTTP_TIMEOUT_S,
+        defer_jpeg: bool = False,
     ) -> None:
         self.refs = refs
         self.item_ids = item_ids
@@ -67,6 +77,7 @@ class CatalogImages(Dataset):
         self.draft_size = draft_size
         self.max_pixels = max_pixels
         self.http_timeout = http_timeout
+        self.defer_jpeg = defer_jpeg  # leave JPEG decoding to the GPU (embeddings.gpu_decode)
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -96,9 +107,14 @@ class CatalogImages(Dataset):
             if self.reusable.get(self.item_ids[row]) == item["sha"]:
                 item["status"] = "reused"
                 return item
-            image = decode_image(data, max_pixels=self.max_pixels, draft_size=self.draft_size)
-            item["pixels"] = self.transform(image)
-            item["status"] = "ok"
+            if self.defer_jpeg and is_jpeg(data):
+                check_pixels(data, self.max_pixels)  # the bomb guard still runs here, on the header
+                item["bytes"] = data
+                item["status"] = "jpeg"
+            else:
+                image = decode_image(data, max_pixels=self.max_pixels, draft_size=self.draft_size)
+                item["pixels"] = self.transform(image)
+                item["status"] = "ok"
         except ImageError as exc:
             item["error"] = (exc.error_type, exc.message)
         except Exception as exc:  # noqa: BLE001 - one hostile file must cost that item only
@@ -115,6 +131,7 @@ def collate(items: list[dict[str, Any]]) -> LoadedBatch:
         pixels=torch.stack(ok) if ok else None,
         status=[item["status"] for item in items],
         errors=[item["error"] for item in items],
+        jpegs=[item["bytes"] for item in items if item["status"] == "jpeg"],
         seconds={
             "read": sum(item.get("read_s", 0.0) for item in items),
             "decode": sum(item.get("decode_s", 0.0) for item in items),

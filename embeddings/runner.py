@@ -26,8 +26,10 @@ from tqdm.auto import tqdm
 
 from embeddings import embedding_set as es
 from embeddings.backbones import Backbone
-from embeddings.embedder import Embedder
-from embeddings.errors import InputError
+from embeddings.engines import make_embedder
+from embeddings.errors import ImageError, InputError
+from embeddings.gpu_decode import TensorPreprocess, decode_jpegs
+from embeddings.images import decode_image
 from embeddings.loader import CatalogImages, LoadedBatch, collate, worker_init
 from embeddings.preprocess import draft_size
 
@@ -52,6 +54,7 @@ class EmbedOptions:
     previous: Path | None = None
     draft_decode: bool = True  # JPEG DCT-scaled decoding when the image is much larger than needed
     http_timeout: float = 10.0  # seconds, for connecting and for each read
+    gpu_decode: bool | None = None  # JPEGs decoded by nvJPEG on the model's device; None: on CUDA only
     progress: bool = True
 
 
@@ -130,7 +133,7 @@ def embed_catalog(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    embedder = Embedder(backbone, options.device)
+    embedder = make_embedder(backbone, options.device)
     preprocessing = {**backbone.preprocessing, "jpeg_draft": options.draft_decode}
     marker = {"catalog": catalog_fingerprint(catalog), "model_id": backbone.model_id,
               "part_size": options.part_size, "preprocessing": preprocessing}
@@ -155,6 +158,9 @@ def embed_catalog(
         log.info("resuming: %d of %d parts already finished", len(done), n_parts)
 
     prev_shas, prev_vectors = _previous_vectors(options.previous, backbone.model_id)
+    device = getattr(embedder, "device", torch.device("cpu"))
+    gpu_decode = options.gpu_decode if options.gpu_decode is not None else device.type == "cuda"
+    preprocess = TensorPreprocess(backbone.data_config, device) if gpu_decode else None
     dataset = CatalogImages(
         catalog["image"].tolist(),
         catalog["item_id"].tolist(),
@@ -162,6 +168,7 @@ def embed_catalog(
         reusable=prev_shas,
         draft_size=draft_size(backbone.data_config) if options.draft_decode else None,
         http_timeout=options.http_timeout,
+        defer_jpeg=gpu_decode,
     )
     size = options.part_size
     buffers = {p: _PartBuffer(range(p * size, min(n, (p + 1) * size))) for p in todo}
@@ -187,6 +194,10 @@ def embed_catalog(
         seconds["read"] += batch.seconds["read"]
         seconds["decode"] += batch.seconds["decode"]
         tick = time.perf_counter()
+        if batch.jpegs:
+            _decode_deferred(batch, preprocess, embedder.transform)
+            seconds["decode"] += time.perf_counter() - tick
+            tick = time.perf_counter()
         vectors = embedder.embed_tensors(batch.pixels) if batch.pixels is not None else None
         seconds["model"] += time.perf_counter() - tick
         _collect(buf, batch, vectors, prev_vectors, item_ids, images)
@@ -200,6 +211,31 @@ def embed_catalog(
             del buffers[part]
     bar.close()
     return _finish(out_dir, catalog, backbone, options, preprocessing, marker, seconds, started, source)
+
+
+def _decode_deferred(batch: LoadedBatch, preprocess: TensorPreprocess, transform: Callable) -> None:
+    """Decode the batch's deferred JPEGs on the device and merge them, in row order, with the rest.
+
+    A JPEG that nvJPEG refuses is decoded on the CPU instead; one that nothing can read fails.
+    """
+    decoded = iter(zip(batch.jpegs, decode_jpegs(batch.jpegs, preprocess)))
+    ready = iter(batch.pixels if batch.pixels is not None else [])
+    tensors = []
+    for i, status in enumerate(batch.status):
+        if status == "ok":
+            tensors.append(next(ready).to(preprocess.device))
+        elif status == "jpeg":
+            blob, tensor = next(decoded)
+            if tensor is None:
+                try:
+                    tensor = transform(decode_image(blob)).to(preprocess.device)
+                except ImageError as exc:
+                    batch.status[i], batch.errors[i] = "failed", (exc.error_type, exc.message)
+                    continue
+            batch.status[i] = "ok"
+            tensors.append(tensor)
+    batch.pixels = torch.stack(tensors) if tensors else None
+    batch.jpegs = []
 
 
 def _collect(buf: _PartBuffer, batch: LoadedBatch, vectors: np.ndarray | None,
@@ -244,7 +280,8 @@ def _finish(out_dir: Path, catalog: pd.DataFrame, backbone: Backbone, options: E
     report = {
         "format": "recsys-embedding-set/1",
         "model": {"spec": backbone.spec, "arch": backbone.arch, "id": backbone.model_id,
-                  **{k: v for k, v in backbone.extra.items() if isinstance(v, (str, int, float, bool))}},
+                  "pretrained": bool(backbone.extra.get("pretrained", True))},
+        "runtime": "onnx" if backbone.extra.get("onnx_path") else "torch",
         "preprocessing": preprocessing,
         "dim": backbone.dim,
         "dtype": "float32",

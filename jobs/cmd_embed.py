@@ -9,6 +9,7 @@ from pathlib import Path
 from embeddings.backbones import DEFAULT_MODEL, load_backbone
 from embeddings.catalog import catalog_from_folder, read_catalog
 from embeddings.runner import EmbedFailed, EmbedOptions, embed_catalog
+from embeddings.runtime import RUNTIMES, with_runtime
 from jobs.errors import JobFailed, UsageError
 
 
@@ -25,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--previous", type=Path, default=None,
                         help="an earlier embedding set: unchanged images reuse its vectors")
     parser.add_argument("--engine", default="local", choices=["local", "ray"])
+    parser.add_argument("--runtime", default="auto", choices=list(RUNTIMES),
+                        help="auto: onnxruntime fp32 on the CPU, torch (autocast) on a GPU")
     parser.add_argument("--max-failure-rate", type=float, default=0.05)
     parser.add_argument("--part-size", type=int, default=2048, help="items per part file (the resume unit)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         raise UsageError("--engine ray: the Ray Data engine is not built yet; use --engine local")
     catalog = read_catalog(args.catalog) if args.catalog else catalog_from_folder(args.images)
-    backbone = load_backbone(args.model)
+    backbone = with_runtime(load_backbone(args.model), args.runtime, args.device)
     options = EmbedOptions(
         batch_size=args.batch_size,
         workers=args.workers,

@@ -75,3 +75,22 @@ def test_catalog_errors_name_file_and_row(tmp_path) -> None:
     assert frame.loc[0, "category"] == "shoes"
     with pytest.raises(InputError, match="file not found"):
         read_catalog(tmp_path / "nope.parquet")
+
+
+def test_tensor_jpeg_path_matches_the_pil_path(tmp_path, lite0) -> None:
+    """The GPU decoding path (nvJPEG + tensor preprocessing), run here on the CPU, gives the same
+    vectors as PIL decoding, and still falls back for PNGs and fails corrupt files alone."""
+    write_images(tmp_path / "images", 6)
+    write_images(tmp_path / "images", 2, start=6, fmt="png")
+    (tmp_path / "images" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 50)
+    catalog = catalog_from_folder(tmp_path / "images")
+    common = dict(batch_size=5, workers=0, progress=False, max_failure_rate=0.5, draft_decode=False)
+    embed_catalog(catalog, tmp_path / "pil", lite0, EmbedOptions(gpu_decode=False, **common))
+    report = embed_catalog(catalog, tmp_path / "tensor", lite0, EmbedOptions(gpu_decode=True, **common))
+    assert report["counts"] == {"total": 9, "computed": 8, "reused": 0, "failed": 1}
+    pil, tensor = read_embedding_set(tmp_path / "pil"), read_embedding_set(tmp_path / "tensor")
+    assert pil.item_ids.tolist() == tensor.item_ids.tolist()
+    agreement = np.sum(pil.vectors * tensor.vectors, axis=1)
+    print("tensor vs PIL path cosine, min", agreement.min())
+    assert agreement.min() > 0.99
+    assert tensor.failures()["item_id"].tolist() == ["bad"]
