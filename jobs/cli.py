@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "jobs.cmd_index",
     "jobs.cmd_query",
     "jobs.cmd_serve",
+    "jobs.cmd_recsys",
 ]
 
 

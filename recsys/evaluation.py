@@ -50,8 +50,9 @@ class Holdout:
     cold: np.ndarray  # (n_items,) bool: no training events
 
 
-def make_holdout(split: Split, item_space: Sequence[str]) -> Holdout:
-    train = from_events(split.train, item_ids=np.asarray(item_space, dtype=str))
+def make_holdout(split: Split, item_space: Sequence[str],
+                 recency_half_life_days: float | None = 14.0) -> Holdout:
+    train = from_events(split.train, np.asarray(item_space, dtype=str), recency_half_life_days)
     items = train.item_index()
     users = train.user_index()
     relevant: dict[int, set[int]] = {}
@@ -116,10 +117,11 @@ def build_visual(vectors: VisualVectors, item_space: np.ndarray, neighbours: int
 
 
 def choose_hybrid(split: Split, item_space: np.ndarray, visual: VisualModel, behaviour_names: Sequence[str],
-                  k: int, seed: int, weights: Sequence[float] = WEIGHT_GRID) -> tuple[str, float, dict]:
+                  k: int, seed: int, weights: Sequence[float] = WEIGHT_GRID,
+                  recency_half_life_days: float | None = 14.0) -> tuple[str, float, dict]:
     """Pick the behaviour model and blend weight with the best Recall@K on a validation split."""
     inner = split_events(split.train, split.kind, test_frac=0.2, seed=seed + 1)
-    holdout = make_holdout(inner, item_space)
+    holdout = make_holdout(inner, item_space, recency_half_life_days)
     results: dict[str, dict[str, float]] = {}
     best = (-1.0, behaviour_names[0], 0.5)
     for name in behaviour_names:
@@ -145,6 +147,7 @@ def evaluate(
     behaviour_names: Sequence[str] = ("cooc", "ease"),
     hybrid_weight: float | None = None,
     cleaning: CleaningConfig | None = None,
+    recency_half_life_days: float | None = 14.0,
 ) -> dict:
     """The evaluation report (DESIGN.md): one entry per model, overall and on the cold-start slice."""
     events = clean_events(events, cleaning or CleaningConfig())
@@ -152,14 +155,15 @@ def evaluate(
     catalogue = list(vectors.item_ids) if vectors is not None else []
     known = set(catalogue)
     item_space = np.array(catalogue + [i for i in pd.unique(events.item_id) if i not in known], dtype=str)
-    holdout = make_holdout(parts, item_space)
+    holdout = make_holdout(parts, item_space, recency_half_life_days)
     models: dict[str, ItemModel] = {"popularity": PopularityModel().fit(holdout.train)}
     behaviours = {}
     for name in behaviour_names:
         behaviours[name] = fit_behaviour(name, holdout.train)
         models[f"behaviour_{name}"] = behaviours[name]
     report: dict = {
-        "split": split, "k": k, "test_frac": test_frac, "seed": seed, "test_events": parts.test_events,
+        "split": split, "k": k, "recency_half_life_days": recency_half_life_days, "test_frac": test_frac,
+        "seed": seed, "test_events": parts.test_events,
         "test_pairs": len(parts.test), "items": len(item_space), "users": len(holdout.users),
         "cold_items_in_test": int(sum(len({i for i in rel if holdout.cold[i]}) for rel in holdout.relevant)),
     }
@@ -167,7 +171,8 @@ def evaluate(
         visual = build_visual(vectors, item_space)
         models["visual"] = visual
         if hybrid_weight is None:
-            name, weight, grid = choose_hybrid(parts, item_space, visual, behaviour_names, k, seed)
+            name, weight, grid = choose_hybrid(parts, item_space, visual, behaviour_names, k, seed,
+                                               recency_half_life_days=recency_half_life_days)
             report["hybrid_validation"] = grid
         else:
             name, weight = behaviour_names[0], hybrid_weight

@@ -149,7 +149,7 @@ def _parse_timestamps(values: pd.Series, path: Path) -> np.ndarray:
             raise _fail(path, int(np.flatnonzero(parsed.isna().to_numpy())[0]), "timestamp", "missing")
         if parsed.dt.tz is None:
             parsed = parsed.dt.tz_localize("UTC")
-        return (parsed.dt.tz_convert("UTC").astype("int64") // 10**9).to_numpy()
+        return _epoch_seconds(parsed).to_numpy()
     text = values.astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     is_number = numbers.notna().to_numpy()
@@ -164,8 +164,13 @@ def _parse_timestamps(values: pd.Series, path: Path) -> np.ndarray:
             row = int(np.flatnonzero(~is_number)[np.flatnonzero(bad)[0]])
             raise _fail(path, row, "timestamp",
                         f"{values.iloc[row]!r} is neither epoch seconds nor an ISO 8601 time")
-        out[~is_number] = dates.astype("int64").to_numpy() // 10**9
+        out[~is_number] = _epoch_seconds(dates).to_numpy()
     if (out < 0).any():
         row = int(np.flatnonzero(out < 0)[0])
         raise _fail(path, row, "timestamp", f"{values.iloc[row]!r} is before 1970")
     return out
+
+
+def _epoch_seconds(times: pd.Series) -> pd.Series:
+    """Timezone-aware datetimes to int64 seconds, whatever their resolution (ns, us, s)."""
+    return ((times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "s")).astype(np.int64)

@@ -33,8 +33,8 @@ def row_max_normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return matrix
 
 
-def row_min_max_normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """Map each row's stored values onto [0, 1]: its weakest kept neighbour 0, its best 1.
+def row_min_max_normalise(matrix: sp.csr_matrix, floor: float = 0.01) -> sp.csr_matrix:
+    """Map each row's stored values onto [floor, 1]: its weakest kept neighbour `floor`, its best 1.
 
     Visual cosines of one catalogue sit in a narrow band (say 0.6 to 0.9); stretching them makes
     them comparable with behaviour scores before blending.
@@ -51,7 +51,8 @@ def row_min_max_normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
     span = high - low
     row_low = np.repeat(low, counts)
     row_span = np.repeat(span, counts)
-    matrix.data = np.where(row_span > 1e-9, (matrix.data - row_low) / np.maximum(row_span, 1e-9), 1.0)
+    scaled = np.where(row_span > 1e-9, (matrix.data - row_low) / np.maximum(row_span, 1e-9), 1.0)
+    matrix.data = floor + (1.0 - floor) * scaled  # > 0, so the weakest neighbour stays in the row
     matrix.data = matrix.data.astype(np.float32)
     return matrix
 

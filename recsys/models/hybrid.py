@@ -1,7 +1,7 @@
 """Hybrid: behaviour neighbours blended with visual neighbours; cold-start items fall back to visual.
 
 Both sources are normalised per row first (behaviour: divided by the row's largest weight; visual:
-the row's weakest kept cosine maps to 0 and its best to 1), then
+the row's weakest kept cosine maps to 0.01 and its best to 1), then
 
     hybrid[i, j] = w * behaviour[i, j] + (1 - w) * visual[i, j]     when i and j both have behaviour
     hybrid[i, j] = visual[i, j]                                       when i or j has none (cold)

@@ -1,0 +1,68 @@
+"""Metrics against hand-computed values; splits without leaks; the evaluation loop on a tiny case."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.evaluation import evaluate_model, make_holdout
+from recsys.events import EVENT_COLUMNS
+from recsys.metrics import coverage, mrr_at_k, ndcg_at_k, recall_at_k
+from recsys.models import PopularityModel
+from recsys.split import split_events
+
+
+def test_metrics_by_hand() -> None:
+    ranked, relevant = ["a", "b", "c", "d"], {"b", "d", "e"}
+    assert recall_at_k(ranked, relevant, 3) == pytest.approx(1 / 3)
+    assert recall_at_k(ranked, relevant, 4) == pytest.approx(2 / 3)
+    # hit at rank 2 only: (1/log2 3) / (1 + 1/log2 3 + 1/log2 4)
+    assert ndcg_at_k(ranked, relevant, 3) == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3) + 0.5))
+    assert ndcg_at_k(["x", "y"], {"x"}, 2) == pytest.approx(1.0)
+    assert mrr_at_k(ranked, relevant, 3) == pytest.approx(0.5)
+    assert mrr_at_k(ranked, {"z"}, 4) == 0.0
+    assert coverage([["a", "b"], ["b", "c"]], 10) == pytest.approx(0.3)
+    with pytest.raises(ValueError):
+        recall_at_k(ranked, set(), 3)
+
+
+def events(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
+    return pd.DataFrame([(u, i, t, "view", 1.0) for u, i, t in rows], columns=EVENT_COLUMNS)
+
+
+def test_temporal_split_has_one_global_cutoff() -> None:
+    rng = np.random.default_rng(0)
+    frame = events([(f"u{rng.integers(20)}", f"i{rng.integers(30)}", int(t)) for t in rng.integers(0, 10**6, 500)])
+    split = split_events(frame, "temporal", 0.2)
+    first_test = frame.merge(split.test, on=["user_id", "item_id"]).timestamp.min()
+    assert split.train.timestamp.max() < first_test  # nothing from the future in training
+    train_pairs = set(zip(split.train.user_id, split.train.item_id))
+    assert not train_pairs & set(zip(split.test.user_id, split.test.item_id))
+
+
+def test_random_split_holds_out_whole_pairs() -> None:
+    frame = events([(f"u{u}", f"i{i}", u * 100 + i) for u in range(10) for i in range(10)] * 2)
+    split = split_events(frame, "random", 0.2, seed=3)
+    assert 0.1 < len(split.test) / 100 < 0.3
+    held = set(zip(split.test.user_id, split.test.item_id))
+    assert not held & set(zip(split.train.user_id, split.train.item_id))
+
+
+def test_evaluation_loop_on_a_hand_checked_case() -> None:
+    # popularity: c (3 users) > b (2) > a (1); u1 saw a in training and holds out b.
+    train = events([("u1", "a", 1), ("u2", "b", 2), ("u3", "b", 3), ("u2", "c", 4), ("u3", "c", 5),
+                    ("u4", "c", 6)])
+    from recsys.split import Split
+
+    test = pd.DataFrame({"user_id": ["u1", "u4"], "item_id": ["b", "d"]})
+    holdout = make_holdout(Split("random", train, test, 2), ["a", "b", "c", "d"], None)
+    overall, cold = evaluate_model(PopularityModel().fit(holdout.train), holdout, k=2)
+    # u1 gets [c, b]: b at rank 2. u4 gets [b, a] (c seen): d (cold, no training events) missed.
+    assert overall["recall@2"] == pytest.approx(0.5)
+    assert overall["mrr@2"] == pytest.approx(0.25)
+    assert overall["ndcg@2"] == pytest.approx((1 / math.log2(3)) / 2)
+    assert overall["coverage"] == pytest.approx(3 / 4)
+    assert cold["users"] == 1 and cold["recall@2"] == 0.0
