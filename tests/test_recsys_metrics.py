@@ -35,7 +35,8 @@ def events(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
 
 def test_temporal_split_has_one_global_cutoff() -> None:
     rng = np.random.default_rng(0)
-    frame = events([(f"u{rng.integers(20)}", f"i{rng.integers(30)}", int(t)) for t in rng.integers(0, 10**6, 500)])
+    times = rng.integers(0, 10**6, 500)
+    frame = events([(f"u{rng.integers(20)}", f"i{rng.integers(30)}", int(t)) for t in times])
     split = split_events(frame, "temporal", 0.2)
     first_test = frame.merge(split.test, on=["user_id", "item_id"]).timestamp.min()
     assert split.train.timestamp.max() < first_test  # nothing from the future in training
