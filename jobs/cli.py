@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "jobs.cmd_embed",
     "jobs.cmd_index",
     "jobs.cmd_query",
+    "jobs.cmd_bench",
     "jobs.cmd_serve",
     "jobs.cmd_recsys",
 ]

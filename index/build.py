@@ -1,0 +1,315 @@
+"""Building index versions from an embedding set: full builds and in-place updates.
+
+A version holds (index/store.py): the FAISS index over stable int64 ids (index/ids.py);
+`items.parquet` (item_id, faiss_id, image, metadata) in add order; `vectors.npy`, the unit
+vectors in float16 in the same order (for `vector(item_id)`, exact re-scoring of filtered queries
+and exact recall measurement with any index type, at half the size of float32); for sets up to
+`neighbours_max` items, the top `neighbours_k` neighbours of every item from one batched search;
+and `meta.json`. Search parameters are tuned to the target recall before the version is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from embeddings.embedding_set import EmbeddingSet, read_embedding_set
+from index import threads
+from index.errors import InputError, RecallNotMet, UpdateNotSupported
+from index.factory import FLAT_MAX_COST, HNSW_EF_CONSTRUCTION, choose_factory, estimate_memory
+from index.ids import stable_ids
+from index.loaded import (
+    INDEX_FILE,
+    ITEMS_FILE,
+    NEIGHBOUR_SCORES_FILE,
+    NEIGHBOURS_FILE,
+    VECTORS_FILE,
+)
+from index.store import (
+    DEFAULT_KEEP,
+    META,
+    IndexStore,
+    atomic_write_text,
+    load_version,
+    new_version_id,
+    sha256_file,
+)
+from index.tuning import TuneResult, hnsw_of, tune
+
+log = logging.getLogger(__name__)
+
+RECALL_K = 10
+ADD_CHUNK = 100_000
+
+
+@dataclass
+class BuildOptions:
+    """Knobs of a build beyond the command line's; the defaults are what `recsys index build` uses."""
+
+    ef_construction: int = HNSW_EF_CONSTRUCTION
+    tune_queries: int = 1000
+    neighbours_k: int = 50
+    neighbours_max: int = 250_000  # above this, no stored neighbour lists (the batched search costs minutes)
+    flat_max_cost: int = FLAT_MAX_COST
+    seed: int = 0
+
+
+# -- the FAISS part: usable on plain arrays (the benchmark calls these directly) -------------------
+def make_index(vectors: np.ndarray, fids: np.ndarray, factory: str,
+               ef_construction: int = HNSW_EF_CONSTRUCTION, seed: int = 0) -> tuple[faiss.Index, int]:
+    """Create, train (on a sample) and fill an inner-product index; returns it and the training size.
+
+    Index types that cannot hold their own ids (all but IVF) are wrapped in IDMap2.
+    """
+    dim = vectors.shape[1]
+    index = _factory(dim, factory)
+    if faiss.try_extract_index_ivf(index) is None and not hasattr(index, "id_map"):
+        index = _factory(dim, "IDMap2," + factory)
+    hnsw = hnsw_of(index)
+    if hnsw is not None:
+        hnsw.hnsw.efConstruction = ef_construction
+    train_size = 0
+    if not index.is_trained:
+        ivf = faiss.try_extract_index_ivf(index)
+        want = max(64 * ivf.nlist, 20_000) if ivf is not None else 100_000
+        train_size = min(len(vectors), want, 300_000)
+        sample = np.random.default_rng(seed).choice(len(vectors), train_size, replace=False)
+        log.info("training %s on %d of %d vectors", factory, train_size, len(vectors))
+        index.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32))
+    add_vectors(index, vectors, fids)
+    return index, train_size
+
+
+def _factory(dim: int, factory: str) -> faiss.Index:
+    try:
+        return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise InputError(f"--factory {factory!r}: FAISS cannot build this index for dim {dim} "
+                         f"({reason})") from None
+
+
+def add_vectors(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray) -> None:
+    for start in range(0, len(vectors), ADD_CHUNK):
+        block = np.ascontiguousarray(vectors[start:start + ADD_CHUNK], dtype=np.float32)
+        index.add_with_ids(block, np.ascontiguousarray(fids[start:start + ADD_CHUNK], dtype=np.int64))
+
+
+def supports_remove(index: faiss.Index) -> bool:
+    """FAISS's HNSW cannot remove vectors; Flat, IVF and PQ variants can."""
+    return hnsw_of(index) is None
+
+
+def neighbour_lists(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, k: int,
+                    chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (int32, -1 padded) and cosine scores of every item's top k others, by batched search."""
+    n = len(vectors)
+    k = min(k, n - 1)
+    order = np.argsort(fids, kind="stable")
+    sorted_fids = fids[order]
+    rows_out = np.full((n, k), -1, dtype=np.int32)
+    scores_out = np.zeros((n, k), dtype=np.float32)
+    for start in range(0, n, chunk):
+        xq = np.ascontiguousarray(vectors[start:start + chunk], dtype=np.float32)
+        D, found = index.search(xq, k + 1)
+        own = fids[start:start + len(xq)][:, None]
+        keep = (found != own) & (found >= 0)
+        pick = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # first k kept entries, in rank order
+        found = np.take_along_axis(found, pick, axis=1)
+        ok = np.take_along_axis(keep, pick, axis=1)
+        rows = order[np.searchsorted(sorted_fids, np.where(ok, found, sorted_fids[0]))]
+        rows_out[start:start + len(xq)] = np.where(ok, rows, -1)
+        scores_out[start:start + len(xq)] = np.where(ok, np.take_along_axis(D, pick, axis=1), 0)
+    return rows_out, scores_out
+
+
+# -- versions -------------------------------------------------------------------------------------
+def build_version(embeddings_dir: str | Path, store_dir: str | Path, factory: str = "auto",
+                  memory_budget: int | None = None, target_recall: float = 0.95, publish: bool = True,
+                  keep: int = DEFAULT_KEEP, options: BuildOptions | None = None) -> str:
+    """Build a new version of the whole embedding set; returns its id.
+
+    Publishes it (unless publish=False) when the tuned recall@10 reaches `target_recall`; otherwise
+    the version stays in the store unpublished and RecallNotMet is raised.
+    """
+    opts = options or BuildOptions()
+    _check_target(target_recall)
+    es = _read_set(embeddings_dir)
+    n, dim = es.vectors.shape
+    if factory == "auto":
+        factory, reason = choose_factory(n, dim, memory_budget, opts.flat_max_cost)
+    else:
+        reason = "given"
+    log.info("building %s over %d x %d (%s)", factory, n, dim, reason)
+    fids = stable_ids(es.item_ids.tolist())
+    started = time.perf_counter()
+    with threads.threads(threads.build_threads()):
+        index, train_size = make_index(es.vectors, fids, factory, opts.ef_construction, opts.seed)
+        build_s = time.perf_counter() - started
+        tuned = tune(index, es.vectors, fids, target_recall, RECALL_K, opts.tune_queries, opts.seed)
+        meta = {
+            "factory": factory,
+            "factory_reason": reason,
+            "build": {"seconds": round(build_s, 2), "train_size": train_size,
+                      "threads": threads.build_threads(),
+                      "ef_construction": opts.ef_construction if hnsw_of(index) is not None else None,
+                      "memory_budget": memory_budget},
+        }
+        return _finish(IndexStore(store_dir), index, es, es.vectors, fids, _items(es, fids), meta, tuned,
+                       target_recall, publish, keep, opts)
+
+
+def update_version(embeddings_dir: str | Path, store_dir: str | Path, base: str | None = None,
+                   target_recall: float = 0.95, publish: bool = True, keep: int = DEFAULT_KEEP,
+                   options: BuildOptions | None = None) -> str:
+    """A new version from `base` (default CURRENT) by adding, removing and replacing only what changed.
+
+    UpdateNotSupported when items must be removed or replaced and the index type cannot remove
+    (HNSW); InputError when the embedding model differs from the base version's.
+    """
+    opts = options or BuildOptions()
+    _check_target(target_recall)
+    old = load_version(store_dir, base, mmap=False)
+    es = _read_set(embeddings_dir)
+    if es.model_id != old.meta.get("model_id") or es.vectors.shape[1] != old.dim:
+        raise InputError(f"{embeddings_dir}: embedded with model {es.model_id} (dim {es.vectors.shape[1]}), "
+                         f"version {old.version} with {old.meta.get('model_id')} (dim {old.dim}); "
+                         "vectors of different models cannot share an index: run a full build")
+    fids = stable_ids(es.item_ids.tolist())
+    new_pos = pd.Index(es.item_ids)
+    old_ids = old.items["item_id"].to_numpy()
+    in_new = new_pos.get_indexer(old_ids)
+    removed = old.fids[in_new < 0]
+    same_item = in_new >= 0
+    old_vecs = np.asarray(old.vectors[same_item])
+    changed = np.any(old_vecs != es.vectors[in_new[same_item]].astype(np.float16), axis=1)
+    replaced = old.fids[same_item][changed]
+    added = ~np.isin(es.item_ids, old_ids)
+    if (len(removed) or len(replaced)) and not supports_remove(old.index):
+        raise UpdateNotSupported(
+            f"version {old.version} is {old.meta['factory']}: FAISS HNSW cannot remove items, and this "
+            f"update removes {len(removed)} and replaces {len(replaced)}; run a full build instead")
+    # Keep the base's order for the items that stay unchanged; changed and new items go at the end.
+    stay = np.flatnonzero(same_item)[~changed]
+    order = np.concatenate([in_new[stay], in_new[same_item][changed], np.flatnonzero(added)])
+    started = time.perf_counter()
+    with threads.threads(threads.build_threads()):
+        index = old.index
+        gone = np.concatenate([removed, replaced])
+        if len(gone):
+            index.remove_ids(np.ascontiguousarray(gone, dtype=np.int64))
+        todo = order[len(stay):]
+        add_vectors(index, es.vectors[todo], fids[todo])
+        build_s = time.perf_counter() - started
+        tuned = tune(index, es.vectors[order], fids[order], target_recall, RECALL_K, opts.tune_queries,
+                     opts.seed)
+        meta = {
+            "factory": old.meta["factory"],
+            "factory_reason": f"update of {old.version}",
+            "parent": old.version,
+            "update": {"added": int(added.sum()), "removed": int(len(removed)),
+                       "replaced": int(len(replaced)), "seconds": round(build_s, 2)},
+            "build": old.meta.get("build", {}),
+        }
+        items = _items(es, fids).iloc[order].reset_index(drop=True)
+        return _finish(IndexStore(store_dir), index, es, es.vectors[order], fids[order], items, meta, tuned,
+                       target_recall, publish, keep, opts)
+
+
+def _finish(store: IndexStore, index: faiss.Index, es: EmbeddingSet, vectors: np.ndarray, fids: np.ndarray,
+            items: pd.DataFrame, meta: dict[str, Any], tuned: TuneResult, target: float, publish: bool,
+            keep: int, opts: BuildOptions) -> str:
+    """Write the version (staging folder, checksums, rename), then publish and prune if the recall is met."""
+    version = new_version_id()
+    n, dim = vectors.shape
+    staging = store.staging_dir(version)
+    try:
+        faiss.write_index(index, str(staging / INDEX_FILE))
+        items.to_parquet(staging / ITEMS_FILE, index=False)
+        np.save(staging / VECTORS_FILE, vectors.astype(np.float16))
+        neighbours_k = 0
+        if n <= opts.neighbours_max and n > 1:
+            rows, scores = neighbour_lists(index, vectors, fids, opts.neighbours_k)
+            np.save(staging / NEIGHBOURS_FILE, rows)
+            np.save(staging / NEIGHBOUR_SCORES_FILE, scores)
+            neighbours_k = rows.shape[1]
+        meta.update({
+            "version": version,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "index_type": type(faiss.downcast_index(index)).__name__,
+            "dim": int(dim),
+            "count": int(n),
+            "metric": "inner_product",
+            "score": "cosine",
+            "model_id": es.model_id,
+            "model": es.manifest.get("model", {}),
+            "embeddings": {"path": str(es.path.resolve()), "counts": es.manifest.get("counts")},
+            "search": tuned.params,
+            "recall@10": round(tuned.recall, 4),
+            "recall": {"k": RECALL_K, "target": target, "met": tuned.met,
+                       "queries": min(opts.tune_queries, n),
+                       "method": "sampled items as queries, self excluded, vs exact inner-product search",
+                       "curve": [[v, round(r, 4)] for v, r in tuned.curve]},
+            "memory_estimate_bytes": _memory_estimate(index, n, dim),
+            "supports_remove": supports_remove(index),
+            "vectors": {"file": VECTORS_FILE, "dtype": "float16"},
+            "neighbours": {"k": neighbours_k} if neighbours_k else None,
+            "ids": "faiss_id = blake2b-64(item_id) & (2**63 - 1), stable across versions",
+        })
+        meta["checksums"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
+        atomic_write_text(staging / META, _json(meta))
+        store.commit(staging, version)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("version %s: %s, recall@10 %.4f with %s", version, meta["factory"], tuned.recall, tuned.params)
+    if not tuned.met:
+        raise RecallNotMet(version, tuned.recall, target,
+                           f"{meta['factory']}, best parameters {tuned.params or 'none'}")
+    if publish:
+        store.publish(version)
+        store.prune(keep)
+    return version
+
+
+def _read_set(path: str | Path) -> EmbeddingSet:
+    es = read_embedding_set(Path(path))
+    if len(es.item_ids) == 0:
+        raise InputError(f"{path}: the embedding set holds no vectors")
+    if not np.all(np.isfinite(es.vectors)):
+        bad = int(np.flatnonzero(~np.isfinite(es.vectors).all(axis=1))[0])
+        raise InputError(f"{path}: item {es.item_ids[bad]!r} has a non-finite embedding")
+    return es
+
+
+def _items(es: EmbeddingSet, fids: np.ndarray) -> pd.DataFrame:
+    items = es.catalog()
+    if "image" not in items.columns:
+        items["image"] = None
+    items.insert(1, "faiss_id", fids)
+    return items
+
+
+def _memory_estimate(index: faiss.Index, n: int, dim: int) -> int:
+    if faiss.try_extract_index_ivf(index) is None:
+        return estimate_memory("hnsw" if hnsw_of(index) is not None else "flat", n, dim)
+    return int(faiss.extract_index_ivf(index).code_size * n + 8 * n)
+
+
+def _check_target(target: float) -> None:
+    if not 0 < target <= 1:
+        raise InputError(f"--target-recall must be in (0, 1], got {target}")
+
+
+def _json(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, indent=2, sort_keys=True) + "\n"

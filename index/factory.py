@@ -1,0 +1,96 @@
+"""Choosing a FAISS index for a catalogue's size under a memory budget (the `--factory auto` rule).
+
+- Exact `Flat` while a brute-force query stays cheap (n x dim up to FLAT_MAX_COST multiply-adds,
+  about a quarter of a millisecond on one core).
+- `HNSW32,Flat` when its graph and full vectors fit the budget: the fastest index at high recall.
+- `IVF{nlist},Flat` when the full vectors fit but the graph does not.
+- `OPQ{m}_{d},IVF{nlist},PQ{m}` (m bytes a vector) when the full vectors do not fit.
+nlist is sized to the set, about 4 x sqrt(n) rounded to a power of two, with at least 39 training
+points per list (FAISS's k-means minimum).
+Any FAISS factory string can be given instead of "auto"; the metric is always inner product on
+unit vectors (cosine).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+from index.errors import InputError
+
+FLAT_MAX_COST = 4_000_000
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+ID_OVERHEAD = 48  # bytes an item: IDMap2 id array and its reverse hash map
+PQ_BYTES = (64, 48, 32, 16, 8)
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int | None) -> int | None:
+    """'8G', '512MiB', '1.5g', '1000000' -> bytes (powers of 1024); None stays None."""
+    if text is None or isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise InputError(f"--memory-budget: cannot read {text!r} as a size (examples: 512M, 8G, 1.5T)")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+def default_memory_budget() -> int:
+    """Half of the machine's physical memory: the index shares it with the server and the OS."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def ivf_lists(n: int) -> int:
+    """About 4 x sqrt(n), a power of two, and no more lists than n / 39 training points allow."""
+    target = 4 * math.sqrt(max(n, 1))
+    nlist = 1 << max(0, round(math.log2(target)))
+    return max(1, min(nlist, n // 39))
+
+
+def estimate_memory(kind: str, n: int, dim: int, pq_bytes: int = 0) -> int:
+    """Rough resident bytes of an index kind ('flat', 'hnsw', 'ivf_flat', 'ivf_pq') over n vectors."""
+    vectors = 4 * dim
+    if kind == "flat":
+        return n * (vectors + ID_OVERHEAD)
+    if kind == "hnsw":
+        graph = 4 * 2 * HNSW_M * 1.1 + 16  # level 0 holds 2M links; upper levels add ~1/M of that
+        return int(n * (vectors + graph + ID_OVERHEAD))
+    centroids = ivf_lists(n) * vectors
+    if kind == "ivf_flat":
+        return n * (vectors + 8) + centroids
+    if kind == "ivf_pq":
+        return n * (pq_bytes + 8) + centroids + dim * dim * 4
+    raise ValueError(kind)
+
+
+def choose_factory(n: int, dim: int, memory_budget: int | None = None,
+                   flat_max_cost: int = FLAT_MAX_COST) -> tuple[str, str]:
+    """(FAISS factory string, the reason in words) for n vectors of dim under the budget."""
+    budget = memory_budget if memory_budget is not None else default_memory_budget()
+    if n * dim <= flat_max_cost:
+        return "Flat", f"{n} x {dim} is small enough for exact search"
+    if estimate_memory("hnsw", n, dim) <= budget:
+        return f"HNSW{HNSW_M},Flat", f"HNSW fits the memory budget ({_gib(budget)})"
+    nlist = ivf_lists(n)
+    if estimate_memory("ivf_flat", n, dim) <= budget:
+        return f"IVF{nlist},Flat", f"full vectors fit the budget ({_gib(budget)}) but the HNSW graph does not"
+    for m in PQ_BYTES:
+        if m <= dim and estimate_memory("ivf_pq", n, dim, m) <= budget:
+            d_out = m * max(1, dim // m)
+            return (f"OPQ{m}_{d_out},IVF{nlist},PQ{m}",
+                    f"full vectors do not fit the budget ({_gib(budget)}); {m}-byte PQ codes do")
+    raise InputError(
+        f"--memory-budget {_gib(budget)} is too small for {n} vectors of dim {dim} even with "
+        f"{PQ_BYTES[-1]}-byte PQ codes (needs about {_gib(estimate_memory('ivf_pq', n, dim, PQ_BYTES[-1]))})"
+    )
+
+
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB"

@@ -1,0 +1,196 @@
+"""A loaded index version: search by vector, similar items by id, item metadata.
+
+FAISS returns stable int64 ids (index/ids.py); they are turned back into string item ids through a
+sorted id array. `items` is in the version's add order (the order of items.parquet and
+vectors.npy); neighbour lists, where the version has them, are rows of that order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from index import threads
+from index.errors import IndexLoadError, InputError
+from index.tuning import apply_search_params
+
+INDEX_FILE = "index.faiss"
+ITEMS_FILE = "items.parquet"
+VECTORS_FILE = "vectors.npy"
+NEIGHBOURS_FILE = "neighbours.npy"
+NEIGHBOUR_SCORES_FILE = "neighbour_scores.npy"
+MMAP_MIN_BYTES = 1 << 30
+BRUTE_FORCE_MAX = 50_000  # a filter leaving at most this many items is answered by exact search
+
+
+class LoadedIndex:
+    version: str
+    meta: dict[str, Any]
+    dim: int
+    path: Path
+    items: pd.DataFrame
+
+    def __init__(self, path: Path, meta: dict[str, Any], index: faiss.Index, items: pd.DataFrame,
+                 fids: np.ndarray, vectors: np.ndarray, neighbours: np.ndarray | None = None,
+                 neighbour_scores: np.ndarray | None = None) -> None:
+        self.path = Path(path)
+        self.meta = meta
+        self.version = str(meta["version"])
+        self.dim = int(meta["dim"])
+        self.index = index
+        self.items = items.reset_index(drop=True)
+        self.fids = fids
+        self.vectors = vectors
+        self.neighbours = neighbours
+        self.neighbour_scores = neighbour_scores
+        self._row_of_item = pd.Index(self.items["item_id"].to_numpy())
+        self._fid_order = np.argsort(fids, kind="stable")
+        self._sorted_fids = fids[self._fid_order]
+        self._item_ids = self.items["item_id"].to_numpy(dtype=object)
+
+    @classmethod
+    def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
+        index_path = vdir / INDEX_FILE
+        if mmap is None:
+            mmap = index_path.stat().st_size >= MMAP_MIN_BYTES
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        try:
+            index = faiss.read_index(str(index_path), flags)
+            items = pd.read_parquet(vdir / ITEMS_FILE)
+            vectors = np.load(vdir / VECTORS_FILE, mmap_mode="r")
+            neighbours = scores = None
+            if (vdir / NEIGHBOURS_FILE).is_file():
+                neighbours = np.load(vdir / NEIGHBOURS_FILE, mmap_mode="r")
+                scores = np.load(vdir / NEIGHBOUR_SCORES_FILE, mmap_mode="r")
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise IndexLoadError(f"{vdir}: cannot read the index version ({exc})") from None
+        if not (index.ntotal == len(items) == len(vectors) == int(meta["count"])):
+            raise IndexLoadError(
+                f"{vdir}: sizes disagree (index {index.ntotal}, items {len(items)}, vectors {len(vectors)}, "
+                f"meta.json count {meta['count']})")
+        apply_search_params(index, meta.get("search", {}))
+        threads.set_threads(threads.search_threads())
+        fids = items.pop("faiss_id").to_numpy(dtype=np.int64)
+        return cls(vdir, meta, index, items, fids, vectors, neighbours, scores)
+
+    # -- items ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def has_item(self, item_id: str) -> bool:
+        return item_id in self._row_of_item
+
+    def row(self, item_id: str) -> int:
+        """Position of the item in `items`; KeyError for an unknown item."""
+        try:
+            loc = self._row_of_item.get_loc(item_id)
+        except KeyError:
+            raise KeyError(item_id) from None
+        return int(loc)
+
+    def vector(self, item_id: str) -> np.ndarray:
+        return np.asarray(self.vectors[self.row(item_id)], dtype=np.float32)
+
+    def metadata(self, item_id: str) -> dict[str, Any]:
+        record = self.items.iloc[self.row(item_id)].to_dict()
+        return {k: _plain(v) for k, v in record.items()}
+
+    # -- search --------------------------------------------------------------------------------
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine scores D (n, k) and item ids (n, k); "" (score NaN) where fewer than k items."""
+        xq = self._queries(xq)
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        kk = min(k, len(self))
+        D, fids = self.index.search(xq, kk)
+        ids = np.full((len(xq), k), "", dtype=object)
+        scores = np.full((len(xq), k), np.nan, dtype=np.float32)
+        found = fids >= 0
+        ids[:, :kk][found] = self._item_ids[self._rows_of_fids(fids[found])]
+        scores[:, :kk][found] = D[found]
+        return scores, ids
+
+    def similar(self, item_id: str, k: int, exclude: Collection[str] = (),
+                where: Callable[[pd.DataFrame], pd.Series] | None = None) -> list[tuple[str, float]]:
+        """The k items most like `item_id` (never itself), best first, as (item_id, cosine score).
+
+        `exclude` ids are left out; `where(items)` gives a boolean mask over `items` (for example
+        `lambda it: it["category"] == "shoes"`). Answers by lookup in the stored neighbour lists
+        when they hold enough, by exact search over a small filtered subset, else by index search.
+        """
+        row = self.row(item_id)
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        banned = {row} | {self._row_of_item.get_loc(e) for e in exclude if e in self._row_of_item}
+        allowed = None
+        if where is not None:
+            mask = np.array(where(self.items), dtype=bool)  # a copy: it is edited below
+            if mask.shape != (len(self),):
+                raise InputError(f"where() must return one boolean per item ({len(self)}), got {mask.shape}")
+            allowed = mask
+            allowed[list(banned)] = False
+            if allowed.sum() <= BRUTE_FORCE_MAX:
+                return self._exact_among(row, np.flatnonzero(allowed), k)
+        elif self.neighbours is not None:
+            rows = self.neighbours[row]
+            keep = [(r, s) for r, s in zip(rows, self.neighbour_scores[row], strict=True)
+                    if r >= 0 and r not in banned]
+            if len(keep) >= k or rows.shape[0] >= len(self) - 1:  # enough, or the list holds every item
+                return [(self._item_ids[r], float(s)) for r, s in keep[:k]]
+        return self._search_filtered(row, k, banned, allowed)
+
+    def _search_filtered(self, row: int, k: int, banned: set[int], allowed: np.ndarray | None) -> list:
+        share = 1.0 if allowed is None else max(allowed.mean(), 1e-9)
+        fetch = min(len(self), math.ceil((k + len(banned)) / share * 1.5) + 1)
+        xq = np.asarray(self.vectors[row], dtype=np.float32)[None, :]
+        while True:
+            D, fids = self.index.search(xq, fetch)
+            hits = fids[0] >= 0
+            rows = self._rows_of_fids(fids[0][hits])
+            ok = ~np.isin(rows, list(banned))
+            if allowed is not None:
+                ok &= allowed[rows]
+            if ok.sum() >= k or fetch >= len(self):
+                break
+            fetch = min(len(self), fetch * 4)
+        if ok.sum() < k and allowed is not None:  # the approximate index ran dry: exact over the subset
+            return self._exact_among(row, np.flatnonzero(allowed), k)
+        return [(self._item_ids[r], float(s)) for r, s in zip(rows[ok][:k], D[0][hits][ok][:k], strict=True)]
+
+    def _exact_among(self, row: int, candidates: np.ndarray, k: int) -> list[tuple[str, float]]:
+        if len(candidates) == 0:
+            return []
+        q = np.asarray(self.vectors[row], dtype=np.float32)
+        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ q
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [(self._item_ids[candidates[t]], float(scores[t])) for t in top]
+
+    def _rows_of_fids(self, fids: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self._sorted_fids, fids)
+        return self._fid_order[pos]
+
+    def _queries(self, xq: np.ndarray) -> np.ndarray:
+        xq = np.array(xq, dtype=np.float32, ndmin=2, copy=True)
+        if xq.ndim != 2 or xq.shape[1] != self.dim:
+            raise InputError(f"query vectors must have shape (n, {self.dim}), got {xq.shape}")
+        norms = np.linalg.norm(xq, axis=1, keepdims=True)
+        if not np.all(np.isfinite(xq)) or np.any(norms == 0):
+            raise InputError("query vectors must be finite and non-zero")
+        return np.ascontiguousarray(xq / norms)
+
+
+def _plain(value: Any) -> Any:
+    """numpy / pandas scalars to plain Python (JSON-ready); missing values to None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NaT or value is pd.NA:
+        return None
+    return value
