@@ -12,11 +12,11 @@ from embeddings.onnx_engine import OnnxEmbedder
 
 
 def make_embedder(backbone: Backbone, device: str = "auto",
-                  threads: int | None = None) -> Embedder | OnnxEmbedder:
+                  threads: int | None = None, *, compile: bool = False) -> Embedder | OnnxEmbedder:
     """An object with `.transform`, `.dim`, `.embed_tensors()` and `.embed_images()` for `backbone`."""
     onnx_path = backbone.extra.get("onnx_path")
     if onnx_path is None:
-        return Embedder(backbone, device)
+        return Embedder(backbone, device, compile=compile)
     projection_path = backbone.extra.get("projection_path")
     mean = axes = None
     if projection_path:

@@ -54,6 +54,7 @@ class EmbedOptions:
     previous: Path | None = None
     draft_decode: bool = True  # JPEG DCT-scaled decoding when the image is much larger than needed
     http_timeout: float = 10.0  # seconds, for connecting and for each read
+    compile: bool = False  # torch.compile the model (torch runtime; pays off on long GPU runs)
     gpu_decode: bool | None = None  # JPEGs decoded by nvJPEG on the model's device; None: on CUDA only
     progress: bool = True
 
@@ -133,7 +134,7 @@ def embed_catalog(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    embedder = make_embedder(backbone, options.device)
+    embedder = make_embedder(backbone, options.device, compile=options.compile)
     preprocessing = {**backbone.preprocessing, "jpeg_draft": options.draft_decode}
     marker = {"catalog": catalog_fingerprint(catalog), "model_id": backbone.model_id,
               "part_size": options.part_size, "preprocessing": preprocessing}

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--catalog", type=Path, help="Parquet or CSV with item_id and image columns")
     source.add_argument("--images", type=Path, help="a folder of images; item_id is the relative path")
     parser.add_argument("--out", type=Path, required=True, help="the embedding set folder to write")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="timm name, checkpoint file or artifact folder")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="timm name, checkpoint or artifact folder")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores - 1)")
@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="auto: onnxruntime fp32 on the CPU, torch (autocast) on a GPU")
     parser.add_argument("--max-failure-rate", type=float, default=0.05)
     parser.add_argument("--part-size", type=int, default=2048, help="items per part file (the resume unit)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         part_size=args.part_size,
         max_failure_rate=args.max_failure_rate,
         previous=args.previous,
+        compile=args.compile,
         progress=not args.no_progress,
     )
     source = str(args.catalog or args.images)
