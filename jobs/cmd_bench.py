@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCH_MODULES = ["jobs.bench_index", "jobs.bench_api", "jobs.bench_embed"]
+BENCH_MODULES = ["jobs.bench_index", "jobs.bench_api", "jobs.bench_embed", "jobs.bench_recsys"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
