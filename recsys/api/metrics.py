@@ -86,7 +86,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            # path_format drops converters: "/v1/items/{item_id}/similar", not "{item_id:path}".
+            template = getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             key = (method, template)
             child = self._latency.get(key)

@@ -31,7 +31,7 @@ NOT_FOUND = {404: {"model": ErrorAnswer}}
 @router.get("", response_model=ItemsAnswer)
 async def list_items(
     snapshot: CurrentSnapshot,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> JSONBytes:
     """Item ids and metadata in index order, a page at a time."""

@@ -1,0 +1,225 @@
+"""`recsys bench api`: load test of the HTTP API on loopback, into BENCHMARKS.md ("## API").
+
+A 100,000-item index of synthetic clustered unit vectors is built and published, `recsys serve`
+runs in its own process, and `wrk` (a separate client process on the same cores) asks for the
+similar items of random items at concurrency 1, 16 and 64; then once more at 16 while a second
+version is published underneath, counting every failed request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from jobs.errors import JobFailed, UsageError
+
+SECTION = "## API"
+
+LUA = """
+local n = {items}
+request = function()
+  return wrk.format("GET", string.format("/v1/items/item%07d/similar?k=10", math.random(0, n - 1)))
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {{"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, '
+    .. '"max_us": %d, "connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("api", help="load test GET similar on loopback (needs wrk)")
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--concurrency", default="1,16,64", help="connections, comma-separated")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="reuse (or keep) the synthetic store here instead of a temporary folder")
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--port", type=int, default=8765)
+    parser.set_defaults(func=run)
+
+
+def synthetic_embeddings(folder: Path, items: int, dim: int, seed: int = 0) -> Path:
+    """A complete embedding set of clustered unit vectors, with a catalogue (no images)."""
+    from index.synthetic import clustered_vectors, write_embedding_set
+
+    ids = [f"item{i:07d}" for i in range(items)]
+    catalog = pd.DataFrame({
+        "item_id": ids,
+        "image": [f"https://images.example/{i}.jpg" for i in ids],
+        "category": [("shoes", "bags", "hats", "coats")[i % 4] for i in range(items)],
+        "title": [f"Product {i}" for i in range(items)],
+        "in_stock": [i % 5 != 0 for i in range(items)],
+    })
+    return write_embedding_set(folder, ids, clustered_vectors(items, dim, seed=seed), catalog)
+
+
+def _wrk(url: str, script: Path, connections: int, duration: int) -> dict:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "-s", str(script), url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+    match = re.search(r"RESULT (\{.*\})", done.stdout)
+    if done.returncode != 0 or match is None:
+        raise JobFailed(f"wrk failed ({done.returncode}): {done.stdout[-500:]} {done.stderr[-500:]}")
+    result = json.loads(match.group(1))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["failed"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return result
+
+
+def _get_json(url: str) -> dict:
+    import httpx
+
+    return httpx.get(url, timeout=5).json()
+
+
+def _wait_ready(base: str, process: subprocess.Popen, timeout: float = 300) -> dict:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise JobFailed(f"recsys serve exited with {process.returncode}")
+        try:
+            response = httpx.get(base + "/readyz", timeout=2)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise JobFailed(f"recsys serve was not ready within {timeout} s")
+
+
+def write_section(path: Path, body: str) -> None:
+    """Replace this benchmark's own section of BENCHMARKS.md (or append it)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    section = f"{SECTION}\n\n{body.strip()}\n\n"
+    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from index.build import build_version
+
+
+    if shutil.which("wrk") is None:
+        raise UsageError("recsys bench api needs wrk on the PATH (Debian: apt-get install -y wrk)")
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if not levels or min(levels) < 1:
+        raise UsageError(f"--concurrency {args.concurrency!r}: give positive numbers, comma-separated")
+    if args.items < 100:
+        raise UsageError(f"--items must be at least 100, not {args.items}")
+    work = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    store = args.store or work / "store"
+    try:
+        embeddings = work / "set"
+        build_s = None
+        if not (store / "CURRENT").exists():
+            synthetic_embeddings(embeddings, args.items, args.dim)
+            started = time.perf_counter()
+            build_version(embeddings, store, publish=True)
+            build_s = time.perf_counter() - started
+        # The second version, published under load; built now so the build does not share the
+        # cores with the measurement.
+        if not embeddings.exists():
+            synthetic_embeddings(embeddings, args.items, args.dim)
+        second = str(build_version(embeddings, store, publish=False))
+        return _measure(args, store, second, levels, work, build_s)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[int], work: Path,
+             build_s: float | None) -> int:
+    from index.store import IndexStore
+
+    script = work / "similar.lua"
+    script.write_text(LUA.format(items=args.items))
+    base = f"http://127.0.0.1:{args.port}"
+    url = base + "/"
+    env = {k: v for k, v in os.environ.items() if k != "RECSYS_ADMIN_TOKEN"}
+    log = open(work / "serve.log", "wb")  # noqa: SIM115 - closed in finally
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jobs", "serve", "--store", str(store), "--port", str(args.port),
+         "--reload-interval", "0.5", "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        started = time.perf_counter()
+        ready = _wait_ready(base, server)
+        load_s = time.perf_counter() - started
+        first = ready["version"]
+        _wrk(url, script, 16, 3)  # warm-up
+        rows = [(c, _wrk(url, script, c, args.duration)) for c in levels]
+        # Hot reload under load: publish the second version a third of the way in.
+        reload_run: dict = {}
+        wrk = subprocess.Popen(
+            ["wrk", "-t1", "-c16", f"-d{args.duration}s", "--timeout", "5s", "-s", str(script), url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(args.duration / 3)
+        IndexStore(store).publish(second)
+        out, err = wrk.communicate(timeout=args.duration + 60)
+        match = re.search(r"RESULT (\{.*\})", out)
+        if match is None:
+            raise JobFailed(f"wrk failed during the reload run: {out[-500:]} {err[-500:]}")
+        reload_run = json.loads(match.group(1))
+        reload_run["rps"] = reload_run["requests"] / (reload_run["duration_us"] / 1e6)
+        reload_run["failed"] = sum(reload_run[k] for k in ("connect", "read", "write", "status", "timeout"))
+        after = _get_json(base + "/readyz")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    if after.get("version") != second:
+        raise JobFailed(f"the server did not switch to version {second} (serving {after.get('version')})")
+    report = _report(args, rows, reload_run, first, second, load_s, build_s)
+    write_section(args.out, report)
+    print(report)
+    return 0
+
+
+def _report(args: argparse.Namespace, rows: list, reload_run: dict, first: str, second: str,
+            load_s: float, build_s: float | None) -> str:
+    def line(label: str, r: dict) -> str:
+        return (f"| {label} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p90_us'] / 1000:.2f} | "
+                f"{r['p99_us'] / 1000:.2f} | {r['max_us'] / 1000:.1f} | {r['requests']:,} | {r['failed']} |")
+
+    command = (f"recsys bench api --items {args.items} --dim {args.dim} --duration {args.duration} "
+               f"--concurrency {args.concurrency}")
+    lines = [
+        f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}).",
+        "",
+        f"`GET /v1/items/{{random item}}/similar?k=10` on a {args.items:,}-item, {args.dim}-d index of "
+        "synthetic clustered unit vectors; one `recsys serve` process (uvicorn, one worker) and one "
+        "`wrk -t1` client process share the same cores. "
+        + (f"Index build {build_s:.0f} s; " if build_s is not None else "")
+        + f"server start to ready {load_s:.1f} s.",
+        "",
+        "| concurrency | requests/s | p50 ms | p90 ms | p99 ms | max ms | requests | failed |",
+        "|---|---|---|---|---|---|---|---|",
+        *[line(str(c), r) for c, r in rows],
+        line(f"16, publishing {second} mid-run", reload_run),
+        "",
+        f"The reload run started on version {first}; CURRENT was switched to {second} a third of the "
+        "way in and the server's watcher swapped it in; `failed` counts socket errors, timeouts and "
+        "non-2xx answers.",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,141 @@
+"""Shared pieces of the API tests: a small real store (real images, real Lite0 vectors, real
+FAISS) and a real `recsys serve` process on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from embeddings.backbones import Backbone
+from embeddings.catalog import read_catalog
+from embeddings.embedding_set import read_embedding_set
+from embeddings.runner import EmbedOptions, embed_catalog
+from tests.imagegen import write_images
+
+CATEGORIES = ["shoes", "bags", "hats"]
+ADMIN_TOKEN = "test-admin-token"
+
+
+def write_catalog(root: Path, count: int) -> Path:
+    """Generated product images and a CSV catalogue with category, title, in_stock and price."""
+    paths = write_images(root / "images", count)
+    rows = [{"item_id": f"item{i:04d}", "image": f"images/{path.name}", "category": CATEGORIES[i % 3],
+             "title": f"Product {i}", "in_stock": i % 4 != 0, "price": round(5 + i * 1.25, 2)}
+            for i, path in enumerate(paths)]
+    catalog = root / "catalog.csv"
+    pd.DataFrame(rows).to_csv(catalog, index=False)
+    return catalog
+
+
+def embed(root: Path, backbone: Backbone, count: int = 24) -> Path:
+    """A complete embedding set of `count` generated products, made by the real backbone."""
+    catalog = read_catalog(write_catalog(root, count))
+    out = root / "set"
+    embed_catalog(catalog, out, backbone, EmbedOptions(batch_size=8, workers=1, progress=False))
+    return out
+
+
+def publish(embeddings: Path, store: Path) -> str:
+    """Build and publish an index version; returns its id."""
+    from index.build import build_version
+
+    return str(build_version(embeddings, store, publish=True))
+
+
+def exact_neighbours(embeddings: Path, item_id: str, k: int) -> list[str]:
+    """Brute-force cosine neighbours (the query item left out), to check what the API answers."""
+    data = read_embedding_set(embeddings)
+    row = list(data.item_ids).index(item_id)
+    scores = data.vectors @ data.vectors[row]
+    order = [i for i in np.argsort(-scores, kind="stable") if i != row]
+    return [str(data.item_ids[i]) for i in order[:k]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(store: Path, log_path: Path, *, reload_interval: float = 0.2,
+                   token: str | None = ADMIN_TOKEN) -> Iterator[str]:
+    """`recsys serve` in its own process; yields its base URL once /healthz answers."""
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key != "RECSYS_ADMIN_TOKEN"}
+    if token is not None:
+        env["RECSYS_ADMIN_TOKEN"] = token
+    command = [sys.executable, "-m", "jobs", "serve", "--store", str(store), "--port", str(port),
+               "--reload-interval", str(reload_interval), "--log-level", "warning"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"recsys serve exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"recsys serve did not answer in 60 s:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+class World:
+    """A store with one published version, made from real embeddings of generated products."""
+
+    def __init__(self, root: Path, backbone: Backbone) -> None:
+        self.root = root
+        self.embeddings = embed(root, backbone)
+        self.store = root / "store"
+        self.version = publish(self.embeddings, self.store)
+        self.items = pd.read_csv(root / "catalog.csv", dtype={"item_id": str})
+
+    def image_path(self, item_id: str) -> Path:
+        row = self.items.set_index("item_id").loc[item_id]
+        return self.root / row["image"]
+
+
+@pytest.fixture(scope="session")
+def api_world(tmp_path_factory: pytest.TempPathFactory, lite0: Backbone) -> World:
+    return World(tmp_path_factory.mktemp("api"), lite0)
+
+
+@pytest.fixture(scope="session")
+def api_server(api_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `recsys serve` over the shared store, for the tests that only read (page, fuzzing)."""
+    log = tmp_path_factory.mktemp("api-server") / "serve.log"
+    with running_server(api_world.store, log, reload_interval=0) as base:
+        yield base
