@@ -90,7 +90,9 @@ def test_contract(kind: str, interactions: Interactions, tmp_path: Path) -> None
 def test_cooccurrence_blocks_agree_with_one_block(interactions: Interactions) -> None:
     one = CooccurrenceModel(neighbours=4, block_items=4096).fit(interactions).similarity
     small = CooccurrenceModel(neighbours=4, block_items=3).fit(interactions).similarity
-    assert abs(one - small).max() < 1e-6
+    by_cost = CooccurrenceModel(neighbours=4, block_pairs=20).fit(interactions)
+    assert len(by_cost._blocks(np.full(10, 15.0))) == 10  # each item alone over the budget of 20
+    assert abs(one - small).max() < 1e-6 and abs(one - by_cost.similarity).max() < 1e-6
     assert one.diagonal().max() == 0  # no item is its own neighbour
     assert np.diff(one.indptr).max() <= 4
     assert one[ITEMS.index("a6")].nnz == 0  # cold item: no behaviour row
