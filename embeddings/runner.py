@@ -2,7 +2,10 @@
 
 The catalogue is cut into fixed slices of `part_size` rows; slice N becomes `part-N.parquet` once
 all its items are done. A rerun with the same catalogue and model into the same folder skips the
-finished slices, so a crash (kill -9 included) loses at most the slice in flight.
+finished slices, so a crash (kill -9 included) loses at most the slices in flight.
+
+`plan_run`, `PartWriter` and `finish_run` are shared by every engine: the local engine below
+(DataLoader decoding workers feeding one model) and the Ray Data engine in `jobs/ray_embed.py`.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +74,30 @@ def catalog_fingerprint(catalog: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass
+class RunPlan:
+    """What a run has to do: which slices are left, and what the previous set can give back."""
+
+    out_dir: Path
+    catalog: pd.DataFrame
+    backbone: Backbone
+    options: EmbedOptions
+    marker: dict[str, Any]
+    todo: list[int]
+    resumed_items: int
+    reusable_shas: dict[str, str] = field(default_factory=dict)  # item_id -> sha256 in the previous set
+    reusable_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.marker["preprocessing"]
+
+    def slice_rows(self, part: int) -> range:
+        size = self.options.part_size
+        return range(part * size, min(len(self.catalog), (part + 1) * size))
+
+
 def _previous_vectors(previous: Path | None, model_id: str) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """item_id -> sha and item_id -> vector from a previous set made by the same model."""
     if previous is None:
@@ -101,40 +128,11 @@ def _check_run_marker(out_dir: Path, marker: dict[str, Any]) -> None:
         es.atomic_write_json(marker, path)
 
 
-class _PartBuffer:
-    """Results of one slice, gathered in catalogue order until the slice is complete."""
-
-    def __init__(self, rows: range) -> None:
-        self.rows = rows
-        self.vectors: dict[int, np.ndarray] = {}
-        self.shas: dict[int, str] = {}
-        self.failures: list[dict[str, str]] = []
-        self.stats = {"computed": 0, "reused": 0, "failed": 0}
-        self.seen = 0
-
-    @property
-    def complete(self) -> bool:
-        return self.seen == len(self.rows)
-
-
-def embed_catalog(
-    catalog: pd.DataFrame,
-    out_dir: Path,
-    backbone: Backbone,
-    options: EmbedOptions | None = None,
-    *,
-    source: str = "",
-    on_progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Embed every catalogue item into `out_dir` and return the run report.
-
-    Raises `EmbedFailed` (with the report) when more than `max_failure_rate` of items failed.
-    """
-    options = options or EmbedOptions()
+def plan_run(catalog: pd.DataFrame, out_dir: Path, backbone: Backbone,
+             options: EmbedOptions) -> RunPlan | dict[str, Any]:
+    """Prepare `out_dir` for a run; returns the manifest instead when the same run is complete."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    embedder = make_embedder(backbone, options.device, compile=options.compile)
     preprocessing = {**backbone.preprocessing, "jpeg_draft": options.draft_decode}
     marker = {"catalog": catalog_fingerprint(catalog), "model_id": backbone.model_id,
               "part_size": options.part_size, "preprocessing": preprocessing}
@@ -149,16 +147,135 @@ def embed_catalog(
                          "choose another --out")
     _check_run_marker(out_dir, marker)
     es.atomic_write_table(pa.Table.from_pandas(catalog, preserve_index=False), out_dir / es.CATALOG)
-
-    n = len(catalog)
-    n_parts = (n + options.part_size - 1) // options.part_size
+    n_parts = (len(catalog) + options.part_size - 1) // options.part_size
     done = es.finished_parts(out_dir)
-    todo = [p for p in range(n_parts) if p not in done]
-    resumed = sum(len(range(p * options.part_size, min(n, (p + 1) * options.part_size))) for p in done)
     if done:
         log.info("resuming: %d of %d parts already finished", len(done), n_parts)
+    shas, vectors = _previous_vectors(options.previous, backbone.model_id)
+    plan = RunPlan(out_dir, catalog, backbone, options, marker, [p for p in range(n_parts) if p not in done],
+                   0, shas, vectors)
+    plan.resumed_items = sum(len(plan.slice_rows(p)) for p in done)
+    return plan
 
-    prev_shas, prev_vectors = _previous_vectors(options.previous, backbone.model_id)
+
+class PartWriter:
+    """Gathers per-item results (in any order) and writes each slice as soon as it is complete."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self.item_ids = plan.catalog["item_id"].tolist()
+        self.images = plan.catalog["image"].tolist()
+        self.open: dict[int, dict[str, Any]] = {
+            p: {"rows": plan.slice_rows(p), "vectors": {}, "shas": {}, "failures": [], "seen": 0,
+                "stats": {"computed": 0, "reused": 0, "failed": 0}}
+            for p in plan.todo
+        }
+        self.write_seconds = 0.0
+
+    def add(self, rows: Sequence[int], shas: Sequence[str], status: Sequence[str],
+            errors: Sequence[tuple[str, str] | None], vectors: np.ndarray | None) -> None:
+        """Record a batch: `vectors` holds one row per item whose status is "ok", in order."""
+        ok = 0
+        touched = set()
+        for row, sha, state, error in zip(rows, shas, status, errors):
+            part = int(row) // self.plan.options.part_size
+            slot = self.open[part]
+            slot["seen"] += 1
+            touched.add(part)
+            if state == "ok":
+                slot["vectors"][row], slot["shas"][row] = vectors[ok], sha
+                slot["stats"]["computed"] += 1
+                ok += 1
+            elif state == "reused":
+                slot["vectors"][row] = self.plan.reusable_vectors[self.item_ids[row]]
+                slot["shas"][row] = sha
+                slot["stats"]["reused"] += 1
+            else:
+                error_type, message = error
+                slot["failures"].append({"item_id": self.item_ids[row], "image": self.images[row],
+                                         "error_type": error_type, "message": message})
+                slot["stats"]["failed"] += 1
+        for part in touched:
+            if self.open[part]["seen"] == len(self.open[part]["rows"]):
+                self._write(part)
+
+    def _write(self, part: int) -> None:
+        tick = time.perf_counter()
+        slot = self.open.pop(part)
+        rows = [row for row in slot["rows"] if row in slot["vectors"]]
+        dim = self.plan.backbone.dim
+        vectors = np.stack([slot["vectors"][r] for r in rows]) if rows else np.zeros((0, dim), np.float32)
+        es.write_part(self.plan.out_dir, part, [self.item_ids[r] for r in rows], vectors.astype(np.float32),
+                      [slot["shas"][r] for r in rows], slot["failures"], slot["stats"])
+        self.write_seconds += time.perf_counter() - tick
+
+    def check_complete(self) -> None:
+        if self.open:
+            raise RuntimeError(f"the engine returned no results for parts {sorted(self.open)}")
+
+
+def finish_run(plan: RunPlan, seconds: dict[str, float], *, source: str = "", engine: str = "local",
+               device: str | None = None) -> dict[str, Any]:
+    """Count every part, merge failures, apply the failure policy and write the manifest last."""
+    options, backbone = plan.options, plan.backbone
+    counts = {"total": len(plan.catalog), "computed": 0, "reused": 0, "failed": 0}
+    for part_stats in es.finished_parts(plan.out_dir).values():
+        for key in ("computed", "reused", "failed"):
+            counts[key] += int(part_stats.get(key, 0))
+    es.merge_failures(plan.out_dir)
+    elapsed = time.perf_counter() - plan.started
+    failure_rate = counts["failed"] / max(1, counts["total"])
+    done_now = counts["computed"] + counts["reused"] + counts["failed"] - plan.resumed_items
+    report = {
+        "format": "recsys-embedding-set/1",
+        "model": {"spec": backbone.spec, "arch": backbone.arch, "id": backbone.model_id,
+                  "pretrained": bool(backbone.extra.get("pretrained", True))},
+        "runtime": "onnx" if backbone.extra.get("onnx_path") else "torch",
+        "engine": engine,
+        "preprocessing": plan.preprocessing,
+        "dim": backbone.dim,
+        "dtype": "float32",
+        "counts": counts,
+        "failure_rate": round(failure_rate, 6),
+        "timings": {
+            "seconds": {k: round(v, 3) for k, v in seconds.items()},
+            "wall_seconds": round(elapsed, 3),
+            "images_per_second": round(max(done_now, 0) / max(elapsed, 1e-9), 2),
+            "note": "read and decode are summed over worker processes; model and write are main-process time",
+        },
+        "source": source,
+        "catalog_fingerprint": plan.marker["catalog"],
+        "previous": str(options.previous) if options.previous else None,
+        "device": device or ("cuda" if options.device == "auto" and torch.cuda.is_available()
+                             else "cpu" if options.device == "auto" else options.device),
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
+    if failure_rate > options.max_failure_rate:
+        raise EmbedFailed(
+            f"{counts['failed']} of {counts['total']} items failed ({failure_rate:.1%}, over the "
+            f"{options.max_failure_rate:.1%} limit); see {plan.out_dir / es.FAILURES}", report)
+    es.atomic_write_json(report, plan.out_dir / es.MANIFEST)
+    return report
+
+
+def embed_catalog(
+    catalog: pd.DataFrame,
+    out_dir: Path,
+    backbone: Backbone,
+    options: EmbedOptions | None = None,
+    *,
+    source: str = "",
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Embed every catalogue item into `out_dir` on this machine and return the run report.
+
+    Raises `EmbedFailed` (with the report) when more than `max_failure_rate` of items failed.
+    """
+    options = options or EmbedOptions()
+    plan = plan_run(catalog, out_dir, backbone, options)
+    if isinstance(plan, dict):
+        return plan
+    embedder = make_embedder(backbone, options.device, compile=options.compile)
     device = getattr(embedder, "device", torch.device("cpu"))
     gpu_decode = options.gpu_decode if options.gpu_decode is not None else device.type == "cuda"
     preprocess = TensorPreprocess(backbone.data_config, device) if gpu_decode else None
@@ -166,15 +283,14 @@ def embed_catalog(
         catalog["image"].tolist(),
         catalog["item_id"].tolist(),
         embedder.transform,
-        reusable=prev_shas,
+        reusable=plan.reusable_shas,
         draft_size=draft_size(backbone.data_config) if options.draft_decode else None,
         http_timeout=options.http_timeout,
         defer_jpeg=gpu_decode,
     )
-    size = options.part_size
-    buffers = {p: _PartBuffer(range(p * size, min(n, (p + 1) * size))) for p in todo}
-    batches = [list(buf.rows[i:i + options.batch_size])
-               for buf in buffers.values() for i in range(0, len(buf.rows), options.batch_size)]
+    # Batches never cross a slice boundary, so each slice is written as soon as its last batch is in.
+    batches = [list(rows[i:i + options.batch_size])
+               for rows in map(plan.slice_rows, plan.todo) for i in range(0, len(rows), options.batch_size)]
     workers = default_workers() if options.workers is None else options.workers
     loader = DataLoader(
         dataset,
@@ -183,15 +299,12 @@ def embed_catalog(
         collate_fn=collate,
         worker_init_fn=worker_init if workers else None,
         prefetch_factor=4 if workers else None,
-        persistent_workers=False,
     )
-    seconds = {"read": 0.0, "decode": 0.0, "model": 0.0, "write": 0.0}
-    item_ids = catalog["item_id"].tolist()
-    images = catalog["image"].tolist()
-    bar = tqdm(total=n, initial=resumed, unit="img", desc="embed", disable=not options.progress)
+    writer = PartWriter(plan)
+    seconds = {"read": 0.0, "decode": 0.0, "model": 0.0}
+    bar = tqdm(total=len(catalog), initial=plan.resumed_items, unit="img", desc="embed",
+               disable=not options.progress)
     for batch in loader:
-        part = batch.rows[0] // options.part_size
-        buf = buffers[part]
         seconds["read"] += batch.seconds["read"]
         seconds["decode"] += batch.seconds["decode"]
         tick = time.perf_counter()
@@ -201,17 +314,14 @@ def embed_catalog(
             tick = time.perf_counter()
         vectors = embedder.embed_tensors(batch.pixels) if batch.pixels is not None else None
         seconds["model"] += time.perf_counter() - tick
-        _collect(buf, batch, vectors, prev_vectors, item_ids, images)
+        writer.add(batch.rows, batch.shas, batch.status, batch.errors, vectors)
         bar.update(len(batch.rows))
         if on_progress:
             on_progress(len(batch.rows))
-        if buf.complete:
-            tick = time.perf_counter()
-            _write_part(out_dir, part, buf, item_ids, embedder.dim)
-            seconds["write"] += time.perf_counter() - tick
-            del buffers[part]
     bar.close()
-    return _finish(out_dir, catalog, backbone, options, preprocessing, marker, seconds, started, source)
+    writer.check_complete()
+    seconds["write"] = writer.write_seconds
+    return finish_run(plan, seconds, source=source, device=str(device))
 
 
 def _decode_deferred(batch: LoadedBatch, preprocess: TensorPreprocess, transform: Callable) -> None:
@@ -237,73 +347,3 @@ def _decode_deferred(batch: LoadedBatch, preprocess: TensorPreprocess, transform
             tensors.append(tensor)
     batch.pixels = torch.stack(tensors) if tensors else None
     batch.jpegs = []
-
-
-def _collect(buf: _PartBuffer, batch: LoadedBatch, vectors: np.ndarray | None,
-             prev_vectors: dict[str, np.ndarray], item_ids: list[str], images: list[str]) -> None:
-    ok = 0
-    for row, sha, status, error in zip(batch.rows, batch.shas, batch.status, batch.errors):
-        buf.seen += 1
-        if status == "ok":
-            buf.vectors[row] = vectors[ok]
-            buf.shas[row] = sha
-            buf.stats["computed"] += 1
-            ok += 1
-        elif status == "reused":
-            buf.vectors[row] = prev_vectors[item_ids[row]]
-            buf.shas[row] = sha
-            buf.stats["reused"] += 1
-        else:
-            error_type, message = error
-            buf.failures.append({"item_id": item_ids[row], "image": images[row],
-                                 "error_type": error_type, "message": message})
-            buf.stats["failed"] += 1
-
-
-def _write_part(out_dir: Path, part: int, buf: _PartBuffer, item_ids: list[str], dim: int) -> None:
-    rows = [row for row in buf.rows if row in buf.vectors]
-    vectors = np.stack([buf.vectors[row] for row in rows]) if rows else np.zeros((0, dim), np.float32)
-    es.write_part(out_dir, part, [item_ids[r] for r in rows], vectors.astype(np.float32),
-                  [buf.shas[r] for r in rows], buf.failures, buf.stats)
-
-
-def _finish(out_dir: Path, catalog: pd.DataFrame, backbone: Backbone, options: EmbedOptions,
-            preprocessing: dict[str, Any], marker: dict[str, Any], seconds: dict[str, float],
-            started: float, source: str) -> dict[str, Any]:
-    stats = es.finished_parts(out_dir)
-    counts = {"total": len(catalog), "computed": 0, "reused": 0, "failed": 0}
-    for part_stats in stats.values():
-        for key in ("computed", "reused", "failed"):
-            counts[key] += int(part_stats.get(key, 0))
-    es.merge_failures(out_dir)
-    elapsed = time.perf_counter() - started
-    failure_rate = counts["failed"] / max(1, counts["total"])
-    report = {
-        "format": "recsys-embedding-set/1",
-        "model": {"spec": backbone.spec, "arch": backbone.arch, "id": backbone.model_id,
-                  "pretrained": bool(backbone.extra.get("pretrained", True))},
-        "runtime": "onnx" if backbone.extra.get("onnx_path") else "torch",
-        "preprocessing": preprocessing,
-        "dim": backbone.dim,
-        "dtype": "float32",
-        "counts": counts,
-        "failure_rate": round(failure_rate, 6),
-        "timings": {
-            "seconds": {k: round(v, 3) for k, v in seconds.items()},
-            "wall_seconds": round(elapsed, 3),
-            "images_per_second": round((counts["computed"] + counts["reused"]) / max(elapsed, 1e-9), 2),
-            "note": "read and decode are summed over worker processes; model and write are main-process time",
-        },
-        "source": source,
-        "catalog_fingerprint": marker["catalog"],
-        "previous": str(options.previous) if options.previous else None,
-        "device": str(torch.device(options.device)) if options.device != "auto" else (
-            "cuda" if torch.cuda.is_available() else "cpu"),
-        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
-    }
-    if failure_rate > options.max_failure_rate:
-        raise EmbedFailed(
-            f"{counts['failed']} of {counts['total']} items failed ({failure_rate:.1%}, over the "
-            f"{options.max_failure_rate:.1%} limit); see {out_dir / es.FAILURES}", report)
-    es.atomic_write_json(report, out_dir / es.MANIFEST)
-    return report
