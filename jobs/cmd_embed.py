@@ -25,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores - 1)")
     parser.add_argument("--previous", type=Path, default=None,
                         help="an earlier embedding set: unchanged images reuse its vectors")
-    parser.add_argument("--engine", default="local", choices=["local", "ray"])
+    parser.add_argument("--engine", default="local", choices=["local", "ray"],
+                        help="ray: Ray Data (local instance, or RAY_ADDRESS / --ray-address)")
+    parser.add_argument("--ray-address", default=None, help="a Ray cluster to run on (default: RAY_ADDRESS)")
+    parser.add_argument("--ray-actors", type=int, default=None,
+                        help="model actors (default: one per GPU, or one on CPUs)")
     parser.add_argument("--runtime", default="auto", choices=list(RUNTIMES),
                         help="auto: onnxruntime fp32 on the CPU, torch (autocast) on a GPU")
     parser.add_argument("--max-failure-rate", type=float, default=0.05)
@@ -42,10 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--part-size must be at least 1, not {args.part_size}")
     if not 0.0 <= args.max_failure_rate <= 1.0:
         raise UsageError(f"--max-failure-rate must be between 0 and 1, not {args.max_failure_rate}")
-    if args.engine == "ray":
-        raise UsageError("--engine ray: the Ray Data engine is not built yet; use --engine local")
     catalog = read_catalog(args.catalog) if args.catalog else catalog_from_folder(args.images)
-    backbone = with_runtime(load_backbone(args.model), args.runtime, args.device)
+    backbone = load_backbone(args.model)
     options = EmbedOptions(
         batch_size=args.batch_size,
         workers=args.workers,
@@ -58,7 +60,14 @@ def run(args: argparse.Namespace) -> int:
     )
     source = str(args.catalog or args.images)
     try:
-        report = embed_catalog(catalog, args.out, backbone, options, source=source)
+        if args.engine == "ray":
+            from jobs.ray_embed import embed_with_ray
+
+            report = embed_with_ray(catalog, args.out, backbone, options, runtime=args.runtime,
+                                    address=args.ray_address, actors=args.ray_actors, source=source)
+        else:
+            backbone = with_runtime(backbone, args.runtime, args.device)
+            report = embed_catalog(catalog, args.out, backbone, options, source=source)
     except EmbedFailed as exc:
         print(json.dumps(exc.report["counts"]))
         raise JobFailed(str(exc)) from None
