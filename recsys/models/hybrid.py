@@ -63,21 +63,21 @@ class HybridModel(ItemModel):
         return self.with_tie_break(w * behaviour + visual)
 
     def similar_items(self, item_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        position = self.item_position(item_id)
-        row = sp.csr_matrix(([1.0], ([0], [position])), shape=(1, len(self.item_ids)))
-        scores = _dense(self._row_blend(row))[0]
-        candidates = np.flatnonzero(scores > 0)
-        order = candidates[np.argsort(-scores[candidates], kind="stable")][:k]
-        return self.item_ids[order], scores[order].astype(np.float32)
+        row = self._row_blend(self.item_position(item_id))  # sparse: O(neighbours), not O(items)
+        keep = row.data > 0
+        indices, data = row.indices[keep], row.data[keep]
+        order = np.argsort(-data, kind="stable")[:k]
+        return self.item_ids[indices[order]], data[order].astype(np.float32)
 
-    def _row_blend(self, row: sp.csr_matrix) -> sp.csr_matrix:
-        position = row.indices[0]
+    def _row_blend(self, position: int) -> sp.csr_matrix:
         visual = self.visual_part.getrow(position)
         if not self.warm[position]:
             return visual
         behaviour = self.behaviour_part.getrow(position)
-        cold_cols = sp.diags((~self.warm).astype(np.float32))
-        return self.weight * behaviour + (1 - self.weight) * visual + self.weight * (visual @ cold_cols)
+        cold_neighbours = visual.copy()
+        cold_neighbours.data = cold_neighbours.data * (~self.warm[cold_neighbours.indices])
+        w = self.weight
+        return sp.csr_matrix(w * behaviour + (1 - w) * visual + w * cold_neighbours)
 
 
 def _dense(matrix: sp.spmatrix) -> np.ndarray:
