@@ -246,3 +246,18 @@ def test_page_and_its_script_are_served(client) -> None:
 def test_vectors_are_unit_length(api_world) -> None:  # noqa: F811
     data = read_embedding_set(api_world.embeddings)
     np.testing.assert_allclose(np.linalg.norm(data.vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_fast_path_answers_exactly_like_the_route(client) -> None:
+    # A plain GET similar is answered before routing; an extra parameter sends the same query
+    # through FastAPI's route. Both must give the same bytes.
+    for params in [{}, {"k": "7"}, {"k": "3", "mode": "visual"}, {"mode": "hybrid"}]:
+        fast = client.get(SIMILAR.format("item0006"), params=params)
+        routed = client.get(SIMILAR.format("item0006"), params={**params, "via": "route"})
+        assert fast.status_code == routed.status_code == 200
+        assert fast.content == routed.content
+        assert fast.headers["content-type"] == routed.headers["content-type"] == "application/json"
+    # what the fast path declines still gets the route's validation
+    assert_error(client.get(SIMILAR.format("item0006"), params={"k": "0"}), 422)
+    assert_error(client.get(SIMILAR.format("item0006"), params={"k": "99999"}), 422)
+    assert_error(client.get(SIMILAR.format("x" * 513)), 422)

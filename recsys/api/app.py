@@ -24,16 +24,11 @@ log = logging.getLogger(__name__)
 
 
 def limit_compute_threads(threads: int) -> None:
-    """One OpenMP/intra-op thread per search: requests already run side by side in threads."""
-    import faiss
+    """One OpenMP thread per search: requests already run side by side in worker threads.
+    (torch, imported only on the first upload, is limited there.)"""
+    from index.threads import set_threads
 
-    faiss.omp_set_num_threads(threads)
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # torch is only needed for uploads
-        pass
+    set_threads(threads)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -66,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.serving = ServingState(settings.store, metrics, settings.cache_size)
-    app.state.embedder = UploadEmbedder()
+    app.state.embedder = UploadEmbedder(settings.compute_threads)
     errors.install(app)
     for router in (health.router, items.router, similar.router, users.router, admin.router, ui.router):
         app.include_router(router)

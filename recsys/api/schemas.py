@@ -100,6 +100,7 @@ class Readiness(BaseModel):
     version: str | None
     items: int | None = None
     behaviour: bool | None = None
+    behaviour_note: str | None = Field(None, description="why behaviour and hybrid modes are unavailable")
     loaded_at: float | None = None
     reloads: int
     last_reload_failure: dict[str, Any] | None = None

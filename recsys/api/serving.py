@@ -90,10 +90,11 @@ class Snapshot:
         """Answer rows: item_id, score, then the item's metadata."""
         rows = []
         for pair in pairs:
-            if isinstance(pair, dict):
-                item_id, extra = str(pair["item_id"]), pair
-                row = {"item_id": item_id, "score": float(pair.get("score", 0.0))}
-                row.update({k: v for k, v in extra.items() if k not in row})
+            if isinstance(pair, dict):  # the recommender's rows: keep its extra fields (source)
+                item_id = str(pair["item_id"])
+                row = {"item_id": item_id, "score": round(float(pair.get("score", 0.0)), 6)}
+                row.update({k: _plain(v) for k, v in pair.items()
+                            if k not in row and k not in HIDDEN_COLUMNS})
             else:
                 item_id, score = pair
                 row = {"item_id": item_id, "score": round(float(score), 6)}
@@ -145,7 +146,16 @@ def _load_recommender(store: Path, index: Any) -> tuple[Any | None, str | None]:
     except ImportError:
         return None, "the behaviour recommender is not installed in this build"
     try:
-        return Recommender.load(store, index.version), None
+        return Recommender.load(store, index.version, index=index), None
     except Exception as exc:  # noqa: BLE001 - no behaviour data must not stop visual serving
         log.warning("version %s: no behaviour recommender (%s)", index.version, exc)
         return None, f"no behaviour data for version {index.version}: {exc}"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python ones, NaN to None: what orjson can write."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value

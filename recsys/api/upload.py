@@ -30,14 +30,19 @@ def model_record(meta: dict[str, Any]) -> tuple[str, str | None]:
 class UploadEmbedder:
     """Turns decoded images into vectors, one model per model id, loaded lazily."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
         self._lock = threading.Lock()
         self._embedders: dict[str, Any] = {}
+        self.threads = threads
 
     def embedder_for(self, meta: dict[str, Any]) -> Any:
+        import torch
+
         from embeddings.backbones import load_backbone
         from embeddings.embedder import Embedder
         from embeddings.errors import InputError
+
+        torch.set_num_threads(self.threads)  # searches share the cores; no OpenMP oversubscription
 
         spec, model_id = model_record(meta)
         key = model_id or spec

@@ -25,25 +25,26 @@ async def recommendations(
     user_id: Annotated[str, PathParam(min_length=1, max_length=512)],
     snapshot: CurrentSnapshot,
     k: Annotated[int, Query(ge=1, le=K_MAX)] = 10,
+    category: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """Items for this user; an unknown user gets the popular items. 404 when the version holds no
     behaviour data (there is nothing personal, nor popular, to answer with)."""
     if snapshot.recommender is None:
         raise ApiError(404, snapshot.recommender_error or "no behaviour data in this version",
                        code="no_behaviour")
-    key = ("user", user_id, k)
+    key = ("user", user_id, k, category)
     body = snapshot.cache.get(key)
     if body is None:
-        body = await anyio.to_thread.run_sync(_recommend, snapshot, user_id, k,
+        body = await anyio.to_thread.run_sync(_recommend, snapshot, user_id, k, category,
                                               limiter=request.app.state.limiter)
         snapshot.cache.put(key, body)
     return Response(body, media_type="application/json")
 
 
-def _recommend(snapshot: Snapshot, user_id: str, k: int) -> bytes:
-    rows: Any = snapshot.recommender.recommend(user_id, k=k)
-    known = None
-    if isinstance(rows, dict):  # a service may answer {"known_user": ..., "results": [...]}
-        known, rows = rows.get("known_user"), rows.get("results", [])
+def _recommend(snapshot: Snapshot, user_id: str, k: int, category: str | None) -> bytes:
+    rows: Any = snapshot.recommender.recommend(user_id, k=k, category=category)
+    # Each row says where it came from: "personal" for a known user, "popular" for the fallback.
+    sources = {row.get("source") for row in rows}
+    known = True if "personal" in sources else (False if "popular" in sources else None)
     return orjson.dumps({"user_id": user_id, "version": snapshot.version, "known_user": known,
                          "results": snapshot.results(rows)})

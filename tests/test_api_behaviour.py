@@ -1,0 +1,84 @@
+"""Behaviour and hybrid modes and personal recommendations, once a version holds behaviour data
+(fitted by the recommender's own `behaviour fit` code on generated events)."""
+
+from __future__ import annotations
+
+import random
+import shutil
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from index.store import IndexStore, load_version
+from recsys.api import Settings, create_app
+from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
+from recsys.events import load_events
+from tests.api_support import api_world  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def behaviour_store(api_world, tmp_path_factory):  # noqa: F811
+    """A copy of the shared store with a behaviour version on top: each user clicks around one
+    category only, and item0023 is never touched (a cold item)."""
+    root = tmp_path_factory.mktemp("api-behaviour")
+    store = root / "store"
+    shutil.copytree(api_world.store, store)
+    rng = random.Random(0)
+    rows = []
+    for u in range(36):
+        pool = [i for i in range(23) if i % 3 == u % 3]
+        for t, i in enumerate(rng.sample(pool, 5)):
+            rows.append((f"u{u}", f"item{i:04d}", 1_700_000_000 + 3600 * (u * 10 + t), "click"))
+    events = root / "events.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"]).to_csv(events, index=False)
+    base = IndexStore(store).current_version()
+    behaviour = fit_behaviour(load_events(events), load_version(store, base), FitOptions())
+    version = write_version(store, base, behaviour, str(events))
+    return store, version, pd.read_csv(events)
+
+
+@pytest.fixture(scope="module")
+def client(behaviour_store):
+    store, _, _ = behaviour_store
+    with TestClient(create_app(Settings(store=store, reload_interval_s=0))) as client:
+        yield client
+
+
+def test_behaviour_mode_follows_what_users_did(client, behaviour_store) -> None:
+    _, version, _ = behaviour_store
+    ready = client.get("/readyz").json()
+    assert ready["version"] == version and ready["behaviour"] is True
+    answer = client.get("/v1/items/item0004/similar", params={"mode": "behaviour", "k": 4}).json()
+    assert answer["mode"] == "behaviour" and answer["note"] is None
+    assert len(answer["results"]) == 4
+    # item0004 is a "bags" item (4 % 3 == 1) and only bag-minded users clicked it
+    assert {r["category"] for r in answer["results"]} == {"bags"}
+    assert all("image" not in r for r in answer["results"])
+    hybrid = client.get("/v1/items/item0004/similar", params={"mode": "hybrid", "k": 4}).json()
+    assert hybrid["mode"] == "hybrid" and len(hybrid["results"]) == 4
+    filtered = client.get("/v1/items/item0004/similar", params={"mode": "hybrid", "k": 3, "category": "hats"})
+    assert {r["category"] for r in filtered.json()["results"]} == {"hats"}
+
+
+def test_cold_item_in_hybrid_mode_gets_visual_neighbours(client) -> None:
+    hybrid = client.get("/v1/items/item0023/similar", params={"mode": "hybrid", "k": 5}).json()
+    assert len(hybrid["results"]) == 5
+    assert client.get("/v1/items/item0023/similar", params={"mode": "behaviour"}).json()["results"] == []
+
+
+def test_recommendations_for_known_and_unknown_users(client, behaviour_store) -> None:
+    known = client.get("/v1/users/u1/recommendations", params={"k": 3})
+    assert known.status_code == 200, known.text
+    body = known.json()
+    assert body["user_id"] == "u1" and body["known_user"] is True
+    assert len(body["results"]) == 3 and {r["source"] for r in body["results"]} == {"personal"}
+    events = behaviour_store[2]
+    clicked = set(events.loc[events.user_id == "u1", "item_id"])
+    assert not clicked & {r["item_id"] for r in body["results"]}  # nothing the user already has
+    assert all(r["in_stock"] for r in body["results"])  # the recommender's rule, kept by the API
+    stranger = client.get("/v1/users/nobody/recommendations", params={"k": 5}).json()
+    assert stranger["known_user"] is False and len(stranger["results"]) == 5
+    assert {r["source"] for r in stranger["results"]} == {"popular"}
+    hats = client.get("/v1/users/nobody/recommendations", params={"k": 2, "category": "hats"}).json()
+    assert {r["category"] for r in hats["results"]} == {"hats"}
