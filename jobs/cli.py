@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "jobs.cmd_bench",
     "jobs.cmd_serve",
     "jobs.cmd_recsys",
+    "jobs.cmd_nightly",
 ]
 
 

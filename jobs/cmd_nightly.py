@@ -1,0 +1,46 @@
+"""`recsys nightly --config FILE`: the scheduled job (jobs/nightly.py).
+
+Exit codes: 0 a new version was published; 1 a gate failed (nothing published, the report says
+which), another run holds the lock, or the run died (the next run resumes it); 2 a bad config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from jobs.errors import UsageError
+
+LOG_FILE = "nightly.log"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("nightly", help="embed, index, fit behaviour, gate, publish, prune")
+    parser.add_argument("--config", type=Path, required=True,
+                        help="the pipeline's TOML file (see examples/nightly.toml)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from index.errors import InputError as IndexInputError
+    from jobs.nightly import run_nightly
+    from jobs.nightly_config import load_config
+    from recsys.errors import InputError as RecsysInputError
+
+    config = load_config(args.config)
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    # The stage lines also go to a log file in the work folder, beside the reports.
+    handler = logging.FileHandler(config.work_dir / LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        report = run_nightly(config)
+    except (IndexInputError, RecsysInputError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    print(f"published {report['published']} (was {report['serving_before'] or 'nothing'}) in "
+          f"{report['seconds']:.1f}s; report {report['report_path']}")
+    return 0

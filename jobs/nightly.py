@@ -1,0 +1,417 @@
+"""The nightly pipeline: embed incrementally, build the index, fit behaviour, gate, publish, prune.
+
+Work folder (`work_dir` in the config):
+- `nightly.lock`: flock'ed for the whole run, so two runs never overlap (the second fails at once).
+- `state.json`: `last_good` (the run whose embedding set the next run reuses, and the version it
+  published) and `in_progress` (the run id, catalogue fingerprint and candidate versions of a run
+  that has not finished). A run that dies keeps `in_progress`; the next run takes the same id, so
+  the embed step resumes from the parts already written into `runs/<run_id>/embeddings/`.
+- `runs/<run_id>/embeddings/`: one embedding set per run; only the last good run's and the
+  latest run's are kept.
+- `reports/<run_id>.json`: the run report (per stage: seconds and counts; every gate's value).
+
+Nothing is published until every gate has passed: the index and behaviour are written as
+unpublished store versions, and a failed gate deletes them (unless `keep_rejected`) and leaves
+CURRENT alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from embeddings.embedding_set import MANIFEST as EMBEDDING_MANIFEST
+from embeddings.embedding_set import atomic_write_json
+from jobs.errors import JobFailed
+from jobs.nightly_config import NightlyConfig, as_dict
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "nightly.lock"
+STATE_FILE = "state.json"
+RUNS_DIR = "runs"
+REPORTS_DIR = "reports"
+RECALL_K = 10
+
+
+class RunLocked(JobFailed):
+    """Another nightly run holds the work folder's lock (exit code 1; nothing was done)."""
+
+
+class GateFailed(JobFailed):
+    """A gate failed: nothing was published (exit code 1). `report` is the written run report."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class _Rejected(Exception):
+    def __init__(self, gate: dict[str, Any]) -> None:
+        super().__init__(gate["detail"])
+        self.gate = gate
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- lock and state --------------------------------------------------------------------------------
+@contextmanager
+def run_lock(work_dir: Path) -> Iterator[Path]:
+    """Hold an exclusive flock on `work_dir/nightly.lock`; RunLocked at once if another run holds it.
+
+    The kernel drops the lock when the process dies, so a killed run never leaves a stale lock.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path = work_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunLocked(f"{path}: another nightly run (pid {holder}) holds the lock; "
+                        "this run did nothing") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)
+
+
+def read_state(work_dir: Path) -> dict[str, Any]:
+    path = work_dir / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise JobFailed(f"{path}: not valid JSON ({exc}); fix or delete it (the next run then embeds "
+                        "everything afresh)") from None
+
+
+def _write_state(work_dir: Path, state: dict[str, Any]) -> None:
+    atomic_write_json(state, work_dir / STATE_FILE)
+
+
+# -- the report ------------------------------------------------------------------------------------
+class RunReport:
+    """Collects stages and gates, logs one line per stage, writes `reports/<run_id>.json`."""
+
+    def __init__(self, config: NightlyConfig, run_id: str, resumed: bool, serving: str | None) -> None:
+        self.path = config.work_dir / REPORTS_DIR / f"{run_id}.json"
+        self.started = time.perf_counter()
+        self.data: dict[str, Any] = {
+            "run_id": run_id, "status": "running", "resumed": resumed, "started_at": _now(),
+            "config": as_dict(config), "serving_before": serving, "serving_after": serving,
+            "published": None, "reason": None, "stages": [], "gates": [],
+        }
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[dict[str, Any]]:
+        """Time a stage; the yielded dict takes its counts. Logs one line whatever the outcome."""
+        info: dict[str, Any] = {"name": name, "status": "running"}
+        self.data["stages"].append(info)
+        tick = time.perf_counter()
+        try:
+            yield info
+            info["status"] = "ok"
+        except _Rejected:
+            info["status"] = "rejected"
+            raise
+        except BaseException as exc:
+            info["status"] = "error"
+            info["error"] = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            info["seconds"] = round(time.perf_counter() - tick, 3)
+            details = ", ".join(f"{k} {v}" for k, v in info.items()
+                                if k not in ("name", "status", "seconds", "error"))
+            log.info("nightly %s: %s %s in %.1fs%s", self.data["run_id"], name, info["status"],
+                     info["seconds"], f" ({details})" if details else "")
+
+    def gate(self, name: str, passed: bool, value: Any, limit: Any, detail: str) -> None:
+        """Record a gate; a failed one stops the run (raises _Rejected)."""
+        gate = {"name": name, "passed": bool(passed), "value": value, "limit": limit, "detail": detail}
+        self.data["gates"].append(gate)
+        log.info("nightly %s: gate %s %s: %s", self.data["run_id"], name, "passed" if passed else "FAILED",
+                 detail)
+        if not passed:
+            raise _Rejected(gate)
+
+    def finish(self, status: str, **fields: Any) -> dict[str, Any]:
+        self.data.update(status=status, finished_at=_now(),
+                         seconds=round(time.perf_counter() - self.started, 3), **fields)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.data, self.path)
+        self.data["report_path"] = str(self.path)
+        return self.data
+
+
+# -- the run ---------------------------------------------------------------------------------------
+def run_nightly(config: NightlyConfig) -> dict[str, Any]:
+    """One nightly run; returns the report of a published run.
+
+    Raises RunLocked when another run is going, GateFailed (with the report) when a gate failed;
+    any other error leaves the run unfinished, to be resumed by the next run.
+    """
+    with run_lock(config.work_dir):
+        return _run_locked(config)
+
+
+def _run_locked(config: NightlyConfig) -> dict[str, Any]:
+    from embeddings.runner import catalog_fingerprint
+    from index.store import IndexStore
+
+    work = config.work_dir
+    state = read_state(work)
+    store = IndexStore(config.store)
+    catalog = _read_catalog(config)
+    run, resumed = _start_run(state, catalog_fingerprint(catalog), config, store)
+    _write_state(work, state)
+    serving = store.current_version()
+    report = RunReport(config, run["run_id"], resumed, serving)
+    log.info("nightly %s: %s, serving %s, %d catalogue items", run["run_id"],
+             "resuming an unfinished run" if resumed else "new run", serving or "nothing", len(catalog))
+    try:
+        candidate = _stages(config, catalog, run, state, store, report, serving)
+        with report.stage("publish") as info:
+            store.publish(candidate)
+            info["version"] = candidate
+            info["pruned"] = store.prune(config.keep_versions)
+    except _Rejected as rejected:
+        _discard_candidates(store, run, keep=config.keep_rejected)
+        state.pop("in_progress", None)
+        state["last_rejected"] = {"run_id": run["run_id"], "finished_at": _now(),
+                                  "gate": rejected.gate["name"]}
+        _write_state(work, state)
+        _clean_runs(work, state, run["run_id"])
+        data = report.finish("rejected", reason=str(rejected))
+        raise GateFailed(f"gate {rejected.gate['name']} failed: {rejected}; nothing published, "
+                         f"{serving or 'no version'} still serving (report {report.path})", data) from None
+    except BaseException as exc:
+        report.finish("failed", reason=f"{type(exc).__name__}: {exc}")
+        raise
+    state["last_good"] = {"run_id": run["run_id"], "embeddings": str(_embed_dir(work, run["run_id"])),
+                          "version": candidate, "finished_at": _now()}
+    state.pop("in_progress", None)
+    _write_state(work, state)
+    _clean_runs(work, state, run["run_id"])
+    return report.finish("published", published=candidate, serving_after=candidate)
+
+
+def _read_catalog(config: NightlyConfig) -> pd.DataFrame:
+    from embeddings.catalog import catalog_from_folder, read_catalog
+
+    return read_catalog(config.catalog) if config.catalog else catalog_from_folder(config.images)
+
+
+def _embed_dir(work: Path, run_id: str) -> Path:
+    return work / RUNS_DIR / run_id / "embeddings"
+
+
+def _start_run(state: dict[str, Any], fingerprint: str, config: NightlyConfig,
+               store: Any) -> tuple[dict[str, Any], bool]:
+    """Resume the unfinished run when it had the same catalogue and model; else start a new one."""
+    run = state.get("in_progress")
+    same = run and (run.get("catalog"), run.get("model"), run.get("part_size")) == (
+        fingerprint, config.model, config.part_size)
+    if same:
+        _discard_candidates(store, run, keep=False)  # built by the dead run; rebuilt below
+        return run, True
+    if run:
+        log.info("nightly: the unfinished run %s had another catalogue or model; starting afresh",
+                 run["run_id"])
+        _discard_candidates(store, run, keep=False)
+        shutil.rmtree(config.work_dir / RUNS_DIR / run["run_id"], ignore_errors=True)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+    run = {"run_id": run_id, "catalog": fingerprint, "model": config.model, "part_size": config.part_size,
+           "started_at": _now(), "candidates": []}
+    state["in_progress"] = run
+    return run, False
+
+
+def _discard_candidates(store: Any, run: dict[str, Any], keep: bool) -> None:
+    """Delete the run's unpublished versions (a published one is never touched)."""
+    published = set(store.history()) | {store.current_version()}
+    if not keep:
+        for version in run.get("candidates", []):
+            if version not in published and store.version_dir(version).is_dir():
+                shutil.rmtree(store.version_dir(version))
+    run["candidates"] = []
+
+
+def _add_candidate(config: NightlyConfig, state: dict[str, Any], run: dict[str, Any], version: str) -> None:
+    run["candidates"].append(version)
+    _write_state(config.work_dir, state)  # so a crash from here on can clean it up
+
+
+def _clean_runs(work: Path, state: dict[str, Any], run_id: str) -> None:
+    """Keep the embedding sets of the last good run and of this run; delete the others."""
+    keep = {run_id, (state.get("last_good") or {}).get("run_id")}
+    runs = work / RUNS_DIR
+    for folder in sorted(runs.iterdir()) if runs.is_dir() else []:
+        if folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], state: dict[str, Any],
+            store: Any, report: RunReport, serving: str | None) -> str:
+    """Embed, index, behaviour and their gates; returns the version to publish."""
+    from index.store import read_meta
+
+    embed_dir = _embed_dir(config.work_dir, run["run_id"])
+    with report.stage("embed") as info:
+        manifest = _embed(config, catalog, embed_dir, state, info)
+        rate = float(manifest.get("failure_rate", 0.0))
+        counts = manifest["counts"]
+        report.gate("failure_rate", rate <= config.max_failure_rate, rate, config.max_failure_rate,
+                    f"{counts['failed']} of {counts['total']} items failed ({rate:.1%}; limit "
+                    f"{config.max_failure_rate:.1%})")
+
+    with report.stage("index") as info:
+        candidate, recall = _build(config, embed_dir, store)
+        _add_candidate(config, state, run, candidate)
+        meta = read_meta(store.version_dir(candidate))
+        info.update(version=candidate, factory=meta["factory"], count=meta["count"], recall_at_10=recall)
+        report.gate("index_recall", recall >= config.target_recall, recall, config.target_recall,
+                    f"measured recall@10 {recall:.4f}, target {config.target_recall:.4f} ({meta['factory']})")
+        old_count = read_meta(store.version_dir(serving))["count"] if serving else None
+        if old_count:
+            drop = max(0.0, (old_count - meta["count"]) / old_count)
+            report.gate("item_drop", drop <= config.max_item_drop, round(drop, 6), config.max_item_drop,
+                        f"{meta['count']} items against {old_count} serving ({drop:.1%} fewer; limit "
+                        f"{config.max_item_drop:.1%})")
+        else:
+            report.gate("item_drop", True, None, config.max_item_drop, "no serving version to compare with")
+
+    if config.events is None:
+        return candidate
+    with report.stage("behaviour") as info:
+        candidate = _fit_behaviour(config, store, candidate, state, run, info)
+    with report.stage("offline_eval") as info:
+        new, old = _offline_recalls(config, store, candidate, serving)
+        info.update(candidate_recall_at_10=new, serving_recall_at_10=old)
+        if old is None:
+            report.gate("offline_recall", True, new, None, "no serving version to compare with")
+        else:
+            floor = round(old - config.recall_margin, 6)
+            report.gate("offline_recall", new >= floor, new, floor,
+                        f"hybrid Recall@{RECALL_K} {new:.4f} against {old:.4f} serving "
+                        f"(margin {config.recall_margin})")
+    return candidate
+
+
+def _embed(config: NightlyConfig, catalog: pd.DataFrame, embed_dir: Path, state: dict[str, Any],
+           info: dict[str, Any]) -> dict[str, Any]:
+    """The run's embedding set, reusing the last good run's vectors of unchanged images."""
+    from embeddings.backbones import load_backbone
+    from embeddings.runner import EmbedFailed, EmbedOptions, embed_catalog
+    from embeddings.runtime import with_runtime
+
+    previous = (state.get("last_good") or {}).get("embeddings")
+    previous_dir = Path(previous) if previous and (Path(previous) / EMBEDDING_MANIFEST).is_file() else None
+    options = EmbedOptions(batch_size=config.batch_size, workers=config.workers, device=config.device,
+                           part_size=config.part_size, max_failure_rate=config.max_failure_rate,
+                           previous=previous_dir, progress=False)
+    backbone = load_backbone(config.model)
+    source = str(config.catalog or config.images)
+    try:
+        if config.engine == "ray":
+            from jobs.ray_embed import embed_with_ray
+
+            manifest = embed_with_ray(catalog, embed_dir, backbone, options, runtime=config.runtime,
+                                      source=source)
+        else:
+            backbone = with_runtime(backbone, config.runtime, config.device)
+            manifest = embed_catalog(catalog, embed_dir, backbone, options, source=source)
+    except EmbedFailed as exc:  # the failure-rate gate below reads the same report
+        manifest = exc.report
+    info.update(manifest["counts"])
+    info["previous"] = str(previous_dir) if previous_dir else None
+    return manifest
+
+
+def _build(config: NightlyConfig, embed_dir: Path, store: Any) -> tuple[str, float]:
+    """An unpublished version and its measured recall@10 (a target above 1 is measured against 1)."""
+    from index.build import build_version
+    from index.errors import RecallNotMet
+    from index.factory import parse_size
+    from index.store import read_meta
+
+    try:
+        version = build_version(embed_dir, store.root, config.factory, parse_size(config.memory_budget),
+                                min(config.target_recall, 1.0), publish=False, keep=config.keep_versions)
+    except RecallNotMet as exc:  # kept unpublished in the store; the gate rejects it
+        return exc.version, float(exc.recall)
+    return version, float(read_meta(store.version_dir(version))["recall@10"])
+
+
+def _fit_behaviour(config: NightlyConfig, store: Any, candidate: str, state: dict[str, Any],
+                   run: dict[str, Any], info: dict[str, Any]) -> str:
+    """A new unpublished version: the candidate's index plus behaviour; the index-only one is dropped."""
+    from index.store import load_version
+    from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
+    from recsys.events import load_events
+
+    events = load_events(config.events)
+    loaded = load_version(store.root, candidate, mmap=False)
+    behaviour = fit_behaviour(events, loaded, FitOptions(model=config.behaviour_model))
+    version = write_version(store.root, candidate, behaviour, str(config.events), publish=False)
+    _add_candidate(config, state, run, version)
+    shutil.rmtree(store.version_dir(candidate))  # never published; its files are linked into `version`
+    info.update(version=version, events=len(events), model=behaviour.manifest["model"],
+                hybrid_weight=behaviour.manifest["hybrid_weight"])
+    return version
+
+
+def _offline_recalls(config: NightlyConfig, store: Any, candidate: str,
+                     serving: str | None) -> tuple[float, float | None]:
+    """Hybrid Recall@10 of the candidate and of the serving version on the same temporal split.
+
+    Each version is scored with its own vectors and its own behaviour model and blend weight; a
+    serving version without behaviour data is scored with the candidate's.
+    """
+    from index.store import load_version
+    from recsys.behaviour_store import load_behaviour
+    from recsys.errors import InputError
+    from recsys.events import load_events
+
+    events = load_events(config.events)
+    new_loaded = load_version(store.root, candidate, mmap=False)
+    new_manifest = load_behaviour(new_loaded.path).manifest
+    new = _hybrid_recall(events, new_loaded, new_manifest)
+    if serving is None:
+        return new, None
+    old_loaded = load_version(store.root, serving, mmap=False)
+    try:
+        old_manifest = load_behaviour(old_loaded.path).manifest
+    except InputError:  # the serving version has no behaviour data
+        old_manifest = new_manifest
+    return new, _hybrid_recall(events, old_loaded, old_manifest)
+
+
+def _hybrid_recall(events: pd.DataFrame, loaded: Any, manifest: dict[str, Any]) -> float:
+    from recsys.evaluation import VisualVectors, evaluate
+
+    vectors = VisualVectors(loaded.items["item_id"].astype(str).to_numpy(),
+                            np.asarray(loaded.vectors, dtype=np.float32))
+    result = evaluate(events, vectors, split="temporal", k=RECALL_K, behaviour_names=[manifest["model"]],
+                      hybrid_weight=float(manifest["hybrid_weight"]),
+                      recency_half_life_days=manifest.get("recency_half_life_days", 14.0))
+    return round(float(result["models"]["hybrid"][f"recall@{RECALL_K}"]), 6)
