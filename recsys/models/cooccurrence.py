@@ -62,7 +62,7 @@ class CooccurrenceModel(NeighbourModel):
             if self.shrink > 0:
                 together.data = together.data / (together.data + self.shrink)
                 cosine = cosine.multiply(together)
-            blocks.append(top_n_per_row(_drop_self(sp.coo_matrix(cosine), start), self.neighbours))
+            blocks.append(top_n_per_row(_drop_self(sp.csr_matrix(cosine), start), self.neighbours))
         self.similarity = sp.vstack(blocks, format="csr").astype(np.float32) if blocks else sp.csr_matrix(
             (0, 0), dtype=np.float32)
         self.item_ids = interactions.item_ids
@@ -81,7 +81,9 @@ class CooccurrenceModel(NeighbourModel):
         return bounds
 
 
-def _drop_self(block: sp.coo_matrix, start: int) -> sp.csr_matrix:
+def _drop_self(block: sp.csr_matrix, start: int) -> sp.csr_matrix:
     """Remove each item's similarity to itself (row r of the block is item start + r)."""
-    keep = block.col != block.row + start
-    return sp.csr_matrix((block.data[keep], (block.row[keep], block.col[keep])), shape=block.shape)
+    rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    block.data[block.indices == rows + start] = 0.0
+    block.eliminate_zeros()
+    return block
