@@ -384,16 +384,19 @@ def _offline_recalls(config: NightlyConfig, store: Any, candidate: str,
                      serving: str | None) -> tuple[float, float | None]:
     """Hybrid Recall@10 of the candidate and of the serving version on the same temporal split.
 
-    Each version is scored with its own vectors and its own behaviour model and blend weight; a
-    serving version without behaviour data is scored with the candidate's.
+    Both are scored on the events about the candidate's catalogue: an item dropped from the
+    catalogue can no longer be recommended, so neither version is judged on it. Each version uses
+    its own vectors, behaviour model and blend weight; a serving version without behaviour data is
+    scored with the candidate's.
     """
     from index.store import load_version
     from recsys.behaviour_store import load_behaviour
     from recsys.errors import InputError
     from recsys.events import load_events
 
-    events = load_events(config.events)
     new_loaded = load_version(store.root, candidate, mmap=False)
+    events = load_events(config.events)
+    events = events[events.item_id.isin(set(new_loaded.items["item_id"].astype(str)))]
     new_manifest = load_behaviour(new_loaded.path).manifest
     new = _hybrid_recall(events, new_loaded, new_manifest)
     if serving is None:

@@ -1,0 +1,188 @@
+"""The nightly pipeline end to end on generated data: reuse, publish, gates, lock, resume after kill -9.
+
+Everything is real: the bundled Lite0 on onnxruntime, FAISS, the behaviour fit and the evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embeddings.embedding_set import read_embedding_set
+from index.store import IndexStore, load_version
+from jobs.cli import main
+from jobs.demo_data import DemoConfig, generate
+from jobs.nightly import GateFailed, read_state, run_lock, run_nightly
+from jobs.nightly_config import load_config
+from tests.imagegen import product_image, write_images
+
+FAST = """
+[embed]
+runtime = "onnx"
+device = "cpu"
+batch_size = 4
+workers = 0
+part_size = 4
+"""
+
+
+def write_config(path: Path, catalog: str, extra: str = "", events: str | None = None) -> Path:
+    text = f'work_dir = "work"\nstore = "store"\n{extra}\n[catalog]\n{catalog}\n{FAST}'
+    if events:
+        text += f'\n[behaviour]\nevents = "{events}"\n'
+    path.write_text(text)
+    return path
+
+
+def embed_counts(report: dict) -> dict:
+    stage = next(s for s in report["stages"] if s["name"] == "embed")
+    return {k: stage[k] for k in ("total", "computed", "reused", "failed")}
+
+
+def test_two_nights_reuse_publish_then_failed_gates_keep_the_old_version(tmp_path: Path, capsys) -> None:
+    data = generate(tmp_path / "data", DemoConfig(n_items=24, n_users=40, days=20, late_days=5, seed=3))
+    config_path = write_config(tmp_path / "nightly.toml", 'file = "data/catalog.csv"',
+                               events="data/events.csv")
+    store = IndexStore(tmp_path / "store")
+
+    first = run_nightly(load_config(config_path))
+    assert first["status"] == "published" and store.current_version() == first["published"]
+    assert embed_counts(first) == {"total": 24, "computed": 24, "reused": 0, "failed": 0}
+    gates = ["failure_rate", "index_recall", "item_drop", "offline_recall"]
+    assert [g["name"] for g in first["gates"]] == gates
+    assert all(g["passed"] for g in first["gates"])
+    assert load_version(store.root).meta["behaviour"]["counts"]["catalogue_items"] == 24
+    night1 = read_embedding_set(Path(read_state(tmp_path / "work")["last_good"]["embeddings"]))
+    old_vectors = dict(zip(night1.item_ids, night1.vectors))
+
+    # The next day: two images changed, two items gone, three new ones.
+    catalog = pd.read_csv(data.catalog, dtype={"item_id": str})
+    for item in ("item00003", "item00010"):
+        product_image(int(item[-2:]) + 500, size=224).save(data.images / f"{item}.png")
+    new_rows = []
+    for n in range(3):
+        item = f"new{n:02d}"
+        product_image(700 + n, size=224).save(data.images / f"{item}.png")
+        new_rows.append({"item_id": item, "image": f"images/{item}.png", "category": "bags",
+                         "title": "new", "in_stock": True})
+    catalog = catalog[~catalog.item_id.isin(["item00005", "item00020"])]
+    pd.concat([catalog, pd.DataFrame(new_rows)]).to_csv(data.catalog, index=False)
+
+    second = run_nightly(load_config(config_path))
+    assert embed_counts(second) == {"total": 25, "computed": 5, "reused": 20, "failed": 0}
+    assert second["published"] != first["published"] and store.current_version() == second["published"]
+    assert second["serving_before"] == first["published"]
+    drop = next(g for g in second["gates"] if g["name"] == "item_drop")
+    assert drop["passed"] and drop["value"] == 0.0  # 25 items against 24
+    offline = next(g for g in second["gates"] if g["name"] == "offline_recall")
+    assert offline["passed"] and "against" in offline["detail"]
+    served = load_version(store.root)
+    ids = set(served.items["item_id"])
+    assert len(ids) == 25 and {"new00", "new02"} <= ids and not {"item00005", "item00020"} & ids
+    night2 = read_embedding_set(Path(read_state(tmp_path / "work")["last_good"]["embeddings"]))
+    new_vectors = dict(zip(night2.item_ids, night2.vectors))
+    np.testing.assert_array_equal(new_vectors["item00000"], old_vectors["item00000"])  # reused as is
+    assert float(new_vectors["item00003"] @ old_vectors["item00003"]) < 0.999  # recomputed
+    assert first["published"] in store.version_ids()  # kept for rollback
+    # Only the last good run's embedding set is kept.
+    assert [p.name for p in (tmp_path / "work" / "runs").iterdir()] == [second["run_id"]]
+
+    # A recall target no index can meet (1.01 on HNSW): exit 1, nothing published, old version serving.
+    versions_before = store.version_ids()
+    capsys.readouterr()
+    failing = write_config(tmp_path / "failing.toml", 'file = "data/catalog.csv"', events="data/events.csv",
+                           extra='[index]\nfactory = "HNSW32"\ntarget_recall = 1.01\n')
+    assert main(["nightly", "--config", str(failing)]) == 1
+    assert "gate index_recall failed" in capsys.readouterr().err
+    assert store.current_version() == second["published"]
+    assert store.version_ids() == versions_before  # the rejected candidate was removed
+    state = read_state(tmp_path / "work")
+    assert state["last_good"]["run_id"] == second["run_id"] and "in_progress" not in state
+    rejected = state["last_rejected"]["run_id"]
+    report = json.loads((tmp_path / "work" / "reports" / f"{rejected}.json").read_text())
+    assert report["status"] == "rejected" and report["published"] is None
+    gate = report["gates"][-1]
+    assert gate["name"] == "index_recall" and not gate["passed"] and gate["value"] <= 1.0
+    assert embed_counts(report)["reused"] == 25  # still embedded against the last good run
+
+    # Half the catalogue disappears: the item-drop gate refuses to publish it.
+    catalog = pd.read_csv(data.catalog, dtype={"item_id": str})
+    catalog.iloc[:12].to_csv(data.catalog, index=False)
+    with pytest.raises(GateFailed, match="item_drop") as failed:
+        run_nightly(load_config(config_path))
+    assert failed.value.report["gates"][-1]["value"] == pytest.approx(13 / 25)
+    assert store.current_version() == second["published"] and store.version_ids() == versions_before
+
+
+def test_second_run_waits_for_no_one_while_the_lock_is_held(tmp_path: Path, capsys) -> None:
+    write_images(tmp_path / "images", 2)
+    config_path = write_config(tmp_path / "nightly.toml", 'images = "images"')
+    work = tmp_path / "work"
+    work.mkdir()
+    # Another process holds the documented lock: flock on work_dir/nightly.lock, its pid inside.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\nf = open(sys.argv[1], 'w')\n"
+         "fcntl.flock(f, fcntl.LOCK_EX)\nf.write(f'{os.getpid()}\\n'); f.flush()\n"
+         "print('locked', flush=True); time.sleep(60)", str(work / "nightly.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["nightly", "--config", str(config_path)]) == 1
+        err = capsys.readouterr().err
+        assert f"another nightly run (pid {holder.pid}) holds the lock" in err
+        assert not (work / "state.json").exists() and not (tmp_path / "store").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(work):  # the dead holder's lock is gone with its process
+        pass
+
+
+def test_bad_config_names_the_key(tmp_path: Path, capsys) -> None:
+    path = write_config(tmp_path / "nightly.toml", 'images = "images"',
+                        extra='[gates]\nmax_item_dorp = 0.1\n')
+    assert main(["nightly", "--config", str(path)]) == 2
+    assert "gates.max_item_dorp: unknown key" in capsys.readouterr().err
+
+
+def test_killed_run_leaves_serving_alone_and_the_next_run_resumes(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    write_images(images, 4)
+    config_path = write_config(tmp_path / "nightly.toml", 'images = "images"')
+    first = run_nightly(load_config(config_path))
+    store = IndexStore(tmp_path / "store")
+
+    write_images(images, 116, start=4)
+    job = subprocess.Popen([sys.executable, "-m", "jobs", "nightly", "--config", str(config_path)],
+                           cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    runs = tmp_path / "work" / "runs"
+    while not [p for p in runs.glob("*/embeddings/part-*.parquet") if p.parts[-3] != first["run_id"]]:
+        assert job.poll() is None, job.stderr.read().decode()
+        assert time.monotonic() < deadline, "no part was written in time"
+        time.sleep(0.01)
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait()
+    killed = read_state(tmp_path / "work")["in_progress"]["run_id"]
+    parts = sorted((tmp_path / "work" / "runs" / killed / "embeddings").glob("part-*.parquet"))
+    assert 1 <= len(parts) < 30, "killed too late"
+    stamps = {p.name: p.stat().st_mtime_ns for p in parts}
+    assert store.current_version() == first["published"]
+
+    resumed = run_nightly(load_config(config_path))
+    assert resumed["resumed"] and resumed["run_id"] == killed
+    assert store.current_version() == resumed["published"] != first["published"]
+    for name, stamp in stamps.items():  # finished parts were kept, not redone
+        assert (tmp_path / "work" / "runs" / killed / "embeddings" / name).stat().st_mtime_ns == stamp
+    counts = embed_counts(resumed)
+    assert counts["total"] == 120 and counts["reused"] == 4 and counts["failed"] == 0
+    assert len(load_version(store.root).items) == 120
