@@ -185,25 +185,20 @@ def _store_vectors(store: Path, version: str | None):  # noqa: ANN202 - VisualVe
 
 @_input_errors
 def run_demo(args: argparse.Namespace) -> int:
-    from embeddings.backbones import load_backbone
-    from embeddings.catalog import read_catalog
-    from embeddings.runner import EmbedOptions, embed_catalog
-    from index.build import build_version
     from jobs.demo_data import DemoConfig, generate
+    from jobs.nightly import run_nightly
+    from jobs.nightly_config import load_config
 
     out: Path = args.dir
     data = generate(out / "data", DemoConfig(n_items=args.items, n_users=args.users, seed=args.seed))
     log.info("demo data in %s", out / "data")
-    embeddings = out / "embeddings"
-    embed_catalog(read_catalog(data.catalog), embeddings, load_backbone(), EmbedOptions(progress=False),
-                  source=str(data.catalog))
+    # Embed, index, fit behaviour, gate and publish through the nightly pipeline (rerun it with
+    # `recsys nightly --config DIR/nightly.toml`).
+    config = out / "nightly.toml"
+    config.write_text('work_dir = "nightly"\nstore = "store"\n[catalog]\nfile = "data/catalog.csv"\n'
+                      '[behaviour]\nevents = "data/events.csv"\n')
+    run_nightly(load_config(config))
     store = out / "store"
-    build_version(embeddings, store)
-    fit_args = argparse.Namespace(events=data.events, store=store, version=None, model="auto",
-                                  hybrid_weight=None, no_publish=False, event_weights=None,
-                                  recency_half_life_days=14.0, decay_half_life_days=None,
-                                  bot_events_per_hour=1000)
-    run_fit(fit_args)
     eval_args = argparse.Namespace(events=data.events, store=store, version=None, split="temporal",
                                    test_frac=0.2, seed=0, k=10, models="cooc,ease", hybrid_weight=None,
                                    json=out / "evaluation.json", event_weights=None,
