@@ -186,3 +186,17 @@ def test_killed_run_leaves_serving_alone_and_the_next_run_resumes(tmp_path: Path
     counts = embed_counts(resumed)
     assert counts["total"] == 120 and counts["reused"] == 4 and counts["failed"] == 0
     assert len(load_version(store.root).items) == 120
+
+
+def test_example_config_holds_every_key_with_its_default() -> None:
+    from jobs.nightly_config import SECTIONS, NightlyConfig
+
+    example = Path(__file__).parents[1] / "examples" / "nightly.toml"
+    config = load_config(example)
+    defaults = NightlyConfig(work_dir=config.work_dir, store=config.store, catalog=config.catalog,
+                             events=config.events, source=config.source)
+    assert config == defaults  # the example's values are the defaults (paths aside)
+    text = example.read_text()
+    for section, keys in SECTIONS.items():
+        for key in keys:
+            assert f"{key} =" in text, f"examples/nightly.toml does not mention {section}.{key}"
