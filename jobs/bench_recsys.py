@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import platform
 import shlex
 import sys
@@ -62,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     from recsys.evaluation import format_table
 
     command = "recsys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     parts = [f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {platform.machine()} with "
-             f"{_cores()} cores. Command: `{command}`", ""]
+             f"{_cores()} cores (load average {load:.1f} at the start: the cores are shared, so times are "
+             f"upper bounds). Command: `{command}`", ""]
     if args.scale:  # first, so that the peak memory is this fit's own
         parts += _scale(args.scale)
     ml = find_movielens(args.movielens)
@@ -178,6 +181,4 @@ def _seeds(raw: str) -> list[int]:
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
