@@ -68,6 +68,7 @@ def make_holdout(split: Split, item_space: Sequence[str],
 
 def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> np.ndarray:
     """(n_users, k) item positions: each evaluated user's top K, training items removed."""
+    k = min(k, len(holdout.train.item_ids))
     out = []
     for start in range(0, len(holdout.users), batch):
         users = holdout.users[start:start + batch]
