@@ -4,7 +4,11 @@
   about a quarter of a millisecond on one core).
 - `HNSW32,Flat` when its graph and full vectors fit the budget: the fastest index at high recall.
 - `IVF{nlist},Flat` when the full vectors fit but the graph does not.
-- `OPQ{m}_{d},IVF{nlist},PQ{m}` (m bytes a vector) when the full vectors do not fit.
+- `OPQ{m}_{d},IVF{nlist},PQ{m}np` (m bytes a vector) when the full vectors do not fit; below
+  OPQ_MIN_ITEMS items the OPQ rotation is left out (its training then costs far more than the
+  whole rest of the build, and small sets only get here under a tiny --memory-budget). `np`: no
+  polysemous training, a slow annealing step that only serves Hamming-distance filtering, which we
+  do not use.
 nlist is sized to the set, about 4 x sqrt(n) rounded to a power of two, with at least 39 training
 points per list (FAISS's k-means minimum).
 Any FAISS factory string can be given instead of "auto"; the metric is always inner product on
@@ -24,6 +28,7 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 ID_OVERHEAD = 48  # bytes an item: IDMap2 id array and its reverse hash map
 PQ_BYTES = (64, 48, 32, 16, 8)
+OPQ_MIN_ITEMS = 65_536
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -84,7 +89,8 @@ def choose_factory(n: int, dim: int, memory_budget: int | None = None,
     for m in PQ_BYTES:
         if m <= dim and estimate_memory("ivf_pq", n, dim, m) <= budget:
             d_out = m * max(1, dim // m)
-            return (f"OPQ{m}_{d_out},IVF{nlist},PQ{m}",
+            opq = f"OPQ{m}_{d_out}," if n >= OPQ_MIN_ITEMS else ""
+            return (f"{opq}IVF{nlist},PQ{m}np",
                     f"full vectors do not fit the budget ({_gib(budget)}); {m}-byte PQ codes do")
     raise InputError(
         f"--memory-budget {_gib(budget)} is too small for {n} vectors of dim {dim} even with "

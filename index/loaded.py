@@ -53,6 +53,9 @@ class LoadedIndex:
         self._fid_order = np.argsort(fids, kind="stable")
         self._sorted_fids = fids[self._fid_order]
         self._item_ids = self.items["item_id"].to_numpy(dtype=object)
+        # Compressed codes (PQ, SQ) give approximate scores: re-score the hits with the stored vectors.
+        factory = str(meta.get("factory", ""))
+        self.rescore = any(code in factory for code in ("PQ", "SQ", "LSH", "RaBitQ"))
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -108,11 +111,11 @@ class LoadedIndex:
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         kk = min(k, len(self))
-        D, fids = self.index.search(xq, kk)
+        D, rows = self._search_rows(xq, kk)
         ids = np.full((len(xq), k), "", dtype=object)
         scores = np.full((len(xq), k), np.nan, dtype=np.float32)
-        found = fids >= 0
-        ids[:, :kk][found] = self._item_ids[self._rows_of_fids(fids[found])]
+        found = rows >= 0
+        ids[:, :kk][found] = self._item_ids[rows[found]]
         scores[:, :kk][found] = D[found]
         return scores, ids
 
@@ -150,9 +153,9 @@ class LoadedIndex:
         fetch = min(len(self), math.ceil((k + len(banned)) / share * 1.5) + 1)
         xq = np.asarray(self.vectors[row], dtype=np.float32)[None, :]
         while True:
-            D, fids = self.index.search(xq, fetch)
-            hits = fids[0] >= 0
-            rows = self._rows_of_fids(fids[0][hits])
+            D, found = self._search_rows(xq, fetch)
+            hits = found[0] >= 0
+            rows = found[0][hits]
             ok = ~np.isin(rows, list(banned))
             if allowed is not None:
                 ok &= allowed[rows]
@@ -170,6 +173,20 @@ class LoadedIndex:
         scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ q
         top = np.argsort(-scores, kind="stable")[:k]
         return [(self._item_ids[candidates[t]], float(scores[t])) for t in top]
+
+    def _search_rows(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS search giving item rows (-1: none), with exact scores for compressed indexes."""
+        D, fids = self.index.search(xq, k)
+        rows = np.full(fids.shape, -1, dtype=np.int64)
+        found = fids >= 0
+        rows[found] = self._rows_of_fids(fids[found])
+        if self.rescore and found.any():
+            hit_vectors = np.asarray(self.vectors[np.where(found, rows, 0)], np.float32)
+            exact = np.einsum("qkd,qd->qk", hit_vectors, xq)
+            D = np.where(found, exact, -np.inf).astype(np.float32)
+            order = np.argsort(-D, axis=1, kind="stable")
+            D, rows = np.take_along_axis(D, order, 1), np.take_along_axis(rows, order, 1)
+        return D, rows
 
     def _rows_of_fids(self, fids: np.ndarray) -> np.ndarray:
         pos = np.searchsorted(self._sorted_fids, fids)

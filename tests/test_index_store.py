@@ -1,0 +1,108 @@
+"""The store: versions, publish, rollback, retention, stable ids, checksums and a corrupt file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from index.build import BuildOptions, build_version
+from index.errors import IndexLoadError, InputError
+from index.ids import stable_id, stable_ids
+from index.store import IndexStore, load_version
+from index.synthetic import clustered_vectors, write_embedding_set
+
+OPTS = BuildOptions(tune_queries=200)
+
+
+def make_set(path, ids, vectors):
+    return write_embedding_set(path, ids, vectors, pd.DataFrame({"item_id": ids, "image": ids}))
+
+
+@pytest.fixture(scope="module")
+def data():
+    vectors = clustered_vectors(1200, 16, latent=6, clusters=30, seed=5)
+    return [f"item/{i}" for i in range(1200)], vectors
+
+
+def test_stable_ids_are_hashes_and_refuse_duplicates() -> None:
+    assert stable_id("a") == stable_id("a") != stable_id("b")
+    assert stable_id("a") == 3405396810240292928  # pinned: the same in every version and every store
+    assert np.all(stable_ids([f"x{i}" for i in range(10_000)]) >= 0)
+    with pytest.raises(InputError, match="duplicate item_id: 'x1'"):
+        stable_ids(["x1", "x2", "x1"])
+
+
+def test_ids_are_stable_across_versions(data, tmp_path) -> None:
+    ids, vectors = data
+    v1 = build_version(make_set(tmp_path / "a", ids[:800], vectors[:800]), tmp_path / "store", options=OPTS)
+    # another catalogue: some items gone, new ones, and a different order
+    order = np.random.default_rng(0).permutation(np.arange(400, 1200))
+    ids2 = [ids[i] for i in order]
+    v2 = build_version(make_set(tmp_path / "b", ids2, vectors[order]), tmp_path / "store", options=OPTS)
+    a, b = load_version(tmp_path / "store", v1), load_version(tmp_path / "store", v2)
+    fid_a = dict(zip(a.items["item_id"], a.fids))
+    fid_b = dict(zip(b.items["item_id"], b.fids))
+    common = set(fid_a) & set(fid_b)
+    assert len(common) == 400
+    assert all(fid_a[i] == fid_b[i] for i in common)
+    assert list(b.items["item_id"]) == ids2  # items keep the embedding set's order
+
+
+def test_publish_list_rollback_and_retention(data, tmp_path) -> None:
+    ids, vectors = data
+    emb = make_set(tmp_path / "set", ids[:300], vectors[:300])
+    store = IndexStore(tmp_path / "store")
+    assert store.current_version() is None
+    with pytest.raises(IndexLoadError, match="nothing published"):
+        load_version(store.root)
+    v1 = build_version(emb, store.root, options=OPTS)
+    v2 = build_version(emb, store.root, options=OPTS)
+    v3 = build_version(emb, store.root, publish=False, options=OPTS)
+    assert store.current_version() == v2
+    assert [m["version"] for m in store.versions()] == [v1, v2, v3]
+    store.publish(v3)
+    assert load_version(store.root).version == v3
+    assert store.rollback() == v2
+    assert store.rollback() == v1
+    assert store.current_version() == v1
+    with pytest.raises(InputError, match="no earlier published version"):
+        store.rollback()
+    with pytest.raises(InputError, match="no complete index version 'nope'"):
+        store.publish("nope")
+    # retention: keep 2, but never CURRENT
+    v4 = build_version(emb, store.root, keep=2, publish=False, options=OPTS)
+    v5 = build_version(emb, store.root, keep=2, options=OPTS)
+    left = store.version_ids()
+    # v1 stays: it was CURRENT until v5 came, so it is the rollback target
+    assert v5 in left and v4 in left and len(left) == 3
+    assert v1 in left and v2 not in left and v3 not in left
+    assert not list((store.root / "versions").glob(".tmp-*"))
+
+
+def test_corrupt_index_file_leaves_previous_version_serving(data, tmp_path) -> None:
+    ids, vectors = data
+    emb = make_set(tmp_path / "set", ids[:500], vectors[:500])
+    store = IndexStore(tmp_path / "store")
+    v1 = build_version(emb, store.root, options=OPTS)
+    serving = load_version(store.root)
+    before = serving.similar("item/7", 5)
+    v2 = build_version(emb, store.root, publish=False, options=OPTS)
+    index_file = store.version_dir(v2) / "index.faiss"
+    raw = bytearray(index_file.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    index_file.write_bytes(bytes(raw))
+    # publishing verifies the files: CURRENT does not move
+    with pytest.raises(IndexLoadError, match=r"index\.faiss: checksum mismatch"):
+        store.publish(v2)
+    assert store.current_version() == v1
+    # even if CURRENT is switched behind our back, loading refuses and the old index keeps answering
+    store._set_current(v2)
+    with pytest.raises(IndexLoadError, match=f"{v2}.*checksum mismatch"):
+        load_version(store.root)
+    assert serving.similar("item/7", 5) == before
+    # a missing file is named too
+    v3 = build_version(emb, store.root, publish=False, options=OPTS)
+    (store.version_dir(v3) / "items.parquet").unlink()
+    with pytest.raises(IndexLoadError, match=r"items\.parquet: missing"):
+        load_version(store.root, v3)
