@@ -37,6 +37,7 @@ from embeddings.embedding_set import MANIFEST as EMBEDDING_MANIFEST
 from embeddings.embedding_set import atomic_write_json
 from jobs.errors import JobFailed
 from jobs.nightly_config import NightlyConfig, as_dict
+from recsys.errors import InputError as RecsysInputError
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +306,11 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
     with report.stage("behaviour") as info:
         candidate = _fit_behaviour(config, store, candidate, state, run, info)
     with report.stage("offline_eval") as info:
-        new, old = _offline_recalls(config, store, candidate, serving)
+        try:
+            new, old = _offline_recalls(config, store, candidate, serving)
+        except RecsysInputError as exc:  # too few events to split: like the behaviour fit, go on
+            report.gate("offline_recall", True, None, None, f"not measured: {exc}")
+            return candidate
         info.update(candidate_recall_at_10=new, serving_recall_at_10=old)
         if old is None:
             report.gate("offline_recall", True, new, None, "no serving version to compare with")
@@ -391,7 +396,6 @@ def _offline_recalls(config: NightlyConfig, store: Any, candidate: str,
     """
     from index.store import load_version
     from recsys.behaviour_store import load_behaviour
-    from recsys.errors import InputError
     from recsys.events import load_events
 
     new_loaded = load_version(store.root, candidate, mmap=False)
@@ -404,7 +408,7 @@ def _offline_recalls(config: NightlyConfig, store: Any, candidate: str,
     old_loaded = load_version(store.root, serving, mmap=False)
     try:
         old_manifest = load_behaviour(old_loaded.path).manifest
-    except InputError:  # the serving version has no behaviour data
+    except RecsysInputError:  # the serving version has no behaviour data
         old_manifest = new_manifest
     return new, _hybrid_recall(events, old_loaded, old_manifest)
 

@@ -123,7 +123,7 @@ def test_two_nights_reuse_publish_then_failed_gates_keep_the_old_version(tmp_pat
     assert store.current_version() == second["published"] and store.version_ids() == versions_before
 
 
-def test_second_run_waits_for_no_one_while_the_lock_is_held(tmp_path: Path, capsys) -> None:
+def test_a_second_run_exits_1_at_once_while_the_lock_is_held(tmp_path: Path, capsys) -> None:
     write_images(tmp_path / "images", 2)
     config_path = write_config(tmp_path / "nightly.toml", 'images = "images"')
     work = tmp_path / "work"
