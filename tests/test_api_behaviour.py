@@ -14,11 +14,13 @@ from index.store import IndexStore, load_version
 from recsys.api import Settings, create_app
 from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
 from recsys.events import load_events
-from tests.api_support import api_world  # noqa: F401
+
+# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+pytest_plugins = ["tests.api_support"]
 
 
 @pytest.fixture(scope="module")
-def behaviour_store(api_world, tmp_path_factory):  # noqa: F811
+def behaviour_store(api_world, tmp_path_factory):
     """A copy of the shared store with a behaviour version on top: each user clicks around one
     category only, and item0023 is never touched (a cold item)."""
     root = tmp_path_factory.mktemp("api-behaviour")

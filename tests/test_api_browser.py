@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api_support import api_server, api_world  # noqa: F401
+# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+pytest_plugins = ["tests.api_support"]
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions"]
@@ -38,7 +39,7 @@ def browser():
         browser.close()
 
 
-def test_page_looks_up_an_item_and_switches_modes(browser, api_world, api_server) -> None:  # noqa: F811
+def test_page_looks_up_an_item_and_switches_modes(browser, api_world, api_server) -> None:
     base = api_server
     page = browser.new_page()
     problems: list[str] = []

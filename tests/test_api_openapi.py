@@ -6,13 +6,14 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.api_support import api_server, api_world  # noqa: F401
+# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+pytest_plugins = ["tests.api_support"]
 
 # Per operation; 11 operations, so about two hundred requests in all.
 EXAMPLES = 20
 
 
-def test_no_request_from_the_schema_gets_a_5xx(api_server) -> None:  # noqa: F811
+def test_no_request_from_the_schema_gets_a_5xx(api_server) -> None:
     schema = schemathesis.openapi.from_url(api_server + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 11

@@ -8,9 +8,16 @@ import shutil
 import threading
 
 import httpx
+import pytest
 
 from index.store import IndexStore
-from tests.api_support import ADMIN_TOKEN, api_world, publish, running_server, wait_for  # noqa: F401
+
+# The helpers double as a pytest plugin (below); mark them before importing them.
+pytest.register_assert_rewrite("tests.api_support")
+from tests.api_support import ADMIN_TOKEN, publish, running_server, wait_for  # noqa: E402
+
+# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+pytest_plugins = ["tests.api_support"]
 
 
 class Hammer(threading.Thread):
@@ -45,7 +52,7 @@ def metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics")
 
 
-def test_reload_under_load_then_a_broken_version(api_world, tmp_path) -> None:  # noqa: F811
+def test_reload_under_load_then_a_broken_version(api_world, tmp_path) -> None:
     store = tmp_path / "store"
     shutil.copytree(api_world.store, store)
     first = api_world.version

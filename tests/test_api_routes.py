@@ -11,13 +11,19 @@ from PIL import Image
 
 from embeddings.embedding_set import read_embedding_set
 from recsys.api import Settings, create_app
-from tests.api_support import ADMIN_TOKEN, CATEGORIES, api_world, exact_neighbours  # noqa: F401
+
+# The helpers double as a pytest plugin (below); mark them before importing them.
+pytest.register_assert_rewrite("tests.api_support")
+from tests.api_support import ADMIN_TOKEN, CATEGORIES, exact_neighbours  # noqa: E402
+
+# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+pytest_plugins = ["tests.api_support"]
 
 SIMILAR = "/v1/items/{}/similar"
 
 
 @pytest.fixture(scope="module")
-def client(api_world):  # noqa: F811
+def client(api_world):
     settings = Settings(store=api_world.store, admin_token=ADMIN_TOKEN, reload_interval_s=0)
     with TestClient(create_app(settings)) as client:
         yield client
@@ -34,7 +40,7 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return body
 
 
-def test_health_and_readiness(client, api_world) -> None:  # noqa: F811
+def test_health_and_readiness(client, api_world) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready"
@@ -43,7 +49,7 @@ def test_health_and_readiness(client, api_world) -> None:  # noqa: F811
     assert ready["last_reload_failure"] is None
 
 
-def test_similar_matches_exact_cosine_search(client, api_world) -> None:  # noqa: F811
+def test_similar_matches_exact_cosine_search(client, api_world) -> None:
     answer = client.get(SIMILAR.format("item0005"), params={"k": 5, "mode": "visual"}).json()
     assert answer["item_id"] == "item0005"
     assert answer["version"] == api_world.version
@@ -63,7 +69,7 @@ def test_similar_matches_exact_cosine_search(client, api_world) -> None:  # noqa
         assert "image" not in result
 
 
-def test_similar_filters_and_k(client, api_world) -> None:  # noqa: F811
+def test_similar_filters_and_k(client, api_world) -> None:
     first = [r["item_id"] for r in client.get(SIMILAR.format("item0001"), params={"k": 4}).json()["results"]]
     answer = client.get(SIMILAR.format("item0001"), params={"k": 4, "exclude": ",".join(first[:2])}).json()
     ids = [r["item_id"] for r in answer["results"]]
@@ -103,7 +109,7 @@ def test_item_listing_and_metadata(client) -> None:
     assert_error(client.get("/v1/items", params={"limit": 0}), 422)
 
 
-def test_batch_by_ids_and_vector(client, api_world) -> None:  # noqa: F811
+def test_batch_by_ids_and_vector(client, api_world) -> None:
     answer = client.post("/v1/similar", json={"item_ids": ["item0003", "ghost"], "k": 3, "mode": "visual"})
     assert answer.status_code == 200, answer.text
     first, ghost = answer.json()["queries"]
@@ -144,7 +150,7 @@ def _jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def test_upload_finds_the_pictured_item(client, api_world) -> None:  # noqa: F811
+def test_upload_finds_the_pictured_item(client, api_world) -> None:
     picture = Image.open(api_world.image_path("item0009")).convert("RGB").resize((200, 200))
     response = client.post("/v1/similar/image", params={"k": 3},
                            files={"file": ("query.jpg", _jpeg(picture), "image/jpeg")})
@@ -171,7 +177,7 @@ def test_upload_errors(client) -> None:
     assert body["error_type"] == "too_many_pixels"
 
 
-def test_item_image_serves_catalogue_files_only(client, api_world) -> None:  # noqa: F811
+def test_item_image_serves_catalogue_files_only(client, api_world) -> None:
     response = client.get("/v1/items/item0002/image")
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/jpeg"
@@ -190,7 +196,7 @@ def test_user_recommendations_without_behaviour_data(client) -> None:
     assert_error(client.get("/v1/users/u1/recommendations", params={"k": 0}), 422)
 
 
-def test_admin_reload_needs_the_token(client, api_world) -> None:  # noqa: F811
+def test_admin_reload_needs_the_token(client, api_world) -> None:
     no_token = assert_error(client.post("/v1/admin/reload"), 401, "unauthorized")
     assert no_token["message"].startswith("admin routes need")
     assert client.post("/v1/admin/reload").headers["www-authenticate"] == "Bearer"
@@ -201,13 +207,13 @@ def test_admin_reload_needs_the_token(client, api_world) -> None:  # noqa: F811
     assert ok.json() == {"reloaded": True, "version": api_world.version, "previous": api_world.version}
 
 
-def test_admin_is_off_without_a_configured_token(api_world) -> None:  # noqa: F811
+def test_admin_is_off_without_a_configured_token(api_world) -> None:
     app = create_app(Settings(store=api_world.store, admin_token=None, reload_interval_s=0))
     with TestClient(app) as client:
         assert_error(client.post("/v1/admin/reload", headers={"Authorization": "Bearer anything"}), 403)
 
 
-def test_metrics_count_routes_and_show_the_version(client, api_world) -> None:  # noqa: F811
+def test_metrics_count_routes_and_show_the_version(client, api_world) -> None:
     client.get(SIMILAR.format("item0001"))
     client.get(SIMILAR.format("ghost"))
     text = client.get("/metrics").text
@@ -220,7 +226,7 @@ def test_metrics_count_routes_and_show_the_version(client, api_world) -> None:  
     assert "ghost" not in text  # raw paths never become labels
 
 
-def test_errors_are_json_and_cors_is_off_by_default(client, api_world) -> None:  # noqa: F811
+def test_errors_are_json_and_cors_is_off_by_default(client, api_world) -> None:
     assert_error(client.get("/v2/nothing"), 404)
     assert_error(client.delete("/v1/similar"), 405)
     response = client.get("/healthz", headers={"Origin": "https://evil.example"})
@@ -243,7 +249,7 @@ def test_page_and_its_script_are_served(client) -> None:
             "/v1/users/{user_id}/recommendations", "/v1/items/{item_id}/image"} <= set(openapi["paths"])
 
 
-def test_vectors_are_unit_length(api_world) -> None:  # noqa: F811
+def test_vectors_are_unit_length(api_world) -> None:
     data = read_embedding_set(api_world.embeddings)
     np.testing.assert_allclose(np.linalg.norm(data.vectors, axis=1), 1.0, atol=1e-4)
 

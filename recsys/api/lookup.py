@@ -138,11 +138,6 @@ def search_vectors(snapshot: Snapshot, xq: np.ndarray, k: int, exclude: tuple[st
     out = []
     for row in found:
         kept = [(i, s) for i, s in row if i not in banned
-                and (category is None or _category_of(snapshot, i) == category)]
+                and (category is None or snapshot.category_of(i) == category)]
         out.append(kept[:k])
     return out
-
-
-def _category_of(snapshot: Snapshot, item_id: str) -> str | None:
-    value = snapshot.meta.get(item_id, {}).get("category")
-    return None if value is None else str(value)

@@ -23,13 +23,18 @@ log = logging.getLogger(__name__)
 # Catalogue columns that never go out in answers: the image reference is a server-side path
 # (the page fetches /v1/items/{id}/image instead); item_id and score are set by the answer.
 HIDDEN_COLUMNS = ("image", "item_id", "score")
+METADATA_SLICE = 2000
 
 
 @dataclass
 class Snapshot:
     version: str
     index: Any  # index.store.LoadedIndex
-    meta: dict[str, dict[str, Any]]  # item_id -> JSON-safe display metadata
+    # item_id -> the item's display metadata as JSON object members (`"category":"bags",...`).
+    # Bytes, not dicts: 100,000 dicts would be objects for the garbage collector to walk (long
+    # pauses right after a reload), and answers are assembled from these pieces directly.
+    meta: dict[str, bytes]
+    categories: dict[str, str]  # item_id -> category, where the catalogue has one
     images: dict[str, str]  # item_id -> image reference from the catalogue
     item_ids: list[str]  # in index row order
     rows: dict[str, int]  # item_id -> row
@@ -48,13 +53,14 @@ class Snapshot:
         items: pd.DataFrame = index.items
         item_ids = items["item_id"].astype(str).tolist()
         meta = _display_metadata(items, item_ids)
+        categories = (dict(zip(item_ids, items["category"].astype(str))) if "category" in items else {})
         images = dict(zip(item_ids, items["image"].astype(str))) if "image" in items else {}
         recommender, recommender_error = _load_recommender(store, index)
         log.info("loaded version %s: %d items in %.2f s", index.version, len(item_ids),
                  time.perf_counter() - started)
         rows = {item_id: row for row, item_id in enumerate(item_ids)}
-        return cls(str(index.version), index, meta, images, item_ids, rows, recommender, recommender_error,
-                   AnswerCache(cache_size))
+        return cls(str(index.version), index, meta, categories, images, item_ids, rows, recommender,
+                   recommender_error, AnswerCache(cache_size))
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -86,20 +92,33 @@ class Snapshot:
     def has_behaviour(self) -> bool:
         return self.recommender is not None
 
-    def results(self, pairs: list[tuple[str, float]] | list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Answer rows: item_id, score, then the item's metadata."""
+    def item_json(self, head: dict[str, Any]) -> orjson.Fragment:
+        """`head` (item_id first, then score and the like) followed by the item's metadata."""
+        text = orjson.dumps(head)
+        members = self.meta.get(head["item_id"], b"")
+        return orjson.Fragment(text[:-1] + b"," + members + b"}" if members else text)
+
+    def metadata(self, item_id: str) -> dict[str, Any]:
+        return orjson.loads(b"{" + self.meta.get(item_id, b"") + b"}")
+
+    def category_of(self, item_id: str) -> str | None:
+        return self.categories.get(item_id)
+
+    def results(self, pairs: list[tuple[str, float]] | list[dict[str, Any]]) -> list[orjson.Fragment]:
+        """Answer rows: item_id, score, then the item's metadata (ready JSON, for orjson)."""
         rows = []
         for pair in pairs:
-            if isinstance(pair, dict):  # the recommender's rows: keep its extra fields (source)
+            if isinstance(pair, dict):  # the recommender's rows: keep its own fields (source)
                 item_id = str(pair["item_id"])
-                row = {"item_id": item_id, "score": round(float(pair.get("score", 0.0)), 6)}
-                row.update({k: _plain(v) for k, v in pair.items()
-                            if k not in row and k not in HIDDEN_COLUMNS})
+                shown = self.meta.get(item_id)
+                known = self.metadata(item_id) if shown else {}
+                head = {"item_id": item_id, "score": round(float(pair.get("score", 0.0)), 6)}
+                head.update({k: _plain(v) for k, v in pair.items()
+                             if k not in head and k not in HIDDEN_COLUMNS and k not in known})
             else:
                 item_id, score = pair
-                row = {"item_id": item_id, "score": round(float(score), 6)}
-            row.update(self.meta.get(item_id, {}))
-            rows.append(row)
+                head = {"item_id": item_id, "score": round(float(score), 6)}
+            rows.append(self.item_json(head))
         return rows
 
     def visual_similar(self, item_id: str, k: int, exclude: tuple[str, ...] = (),
@@ -128,15 +147,21 @@ def _category_filter(category: str):
     return where
 
 
-def _display_metadata(items: pd.DataFrame, item_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Per item, its metadata as JSON values (NaN as null, times as ISO strings)."""
+def _display_metadata(items: pd.DataFrame, item_ids: list[str]) -> dict[str, bytes]:
+    """Per item, its metadata as JSON object members (missing values left out, times in ISO)."""
     shown = items.drop(columns=[c for c in HIDDEN_COLUMNS if c in items.columns])
     if shown.shape[1] == 0:
-        return {item_id: {} for item_id in item_ids}
-    # pandas' JSON writer turns every dtype (numpy ints, NaN, timestamps) into plain JSON at C speed.
-    records = orjson.loads(shown.to_json(orient="records", date_format="iso"))
-    return {item_id: {k: v for k, v in record.items() if v is not None}
-            for item_id, record in zip(item_ids, records)}
+        return {}
+    meta: dict[str, bytes] = {}
+    # pandas' JSON writer turns every dtype (numpy ints, NaN, timestamps) into plain JSON at C
+    # speed. It holds the GIL while it runs, so a reload beside a busy event loop does it in
+    # slices: each pause it causes stays a few milliseconds.
+    for start in range(0, len(shown), METADATA_SLICE):
+        part = shown.iloc[start:start + METADATA_SLICE]
+        records = orjson.loads(part.to_json(orient="records", date_format="iso"))
+        for item_id, record in zip(item_ids[start:start + METADATA_SLICE], records):
+            meta[item_id] = orjson.dumps({k: v for k, v in record.items() if v is not None})[1:-1]
+    return meta
 
 
 def _load_recommender(store: Path, index: Any) -> tuple[Any | None, str | None]:

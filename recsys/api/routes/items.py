@@ -36,7 +36,7 @@ async def list_items(
 ) -> JSONBytes:
     """Item ids and metadata in index order, a page at a time."""
     ids = snapshot.item_ids[offset:offset + limit]
-    items = [{"item_id": i, **snapshot.meta.get(i, {})} for i in ids]
+    items = [snapshot.item_json({"item_id": i}) for i in ids]
     return JSONBytes({"version": snapshot.version, "total": len(snapshot), "offset": offset, "items": items})
 
 
@@ -87,4 +87,4 @@ async def get_item(item_id: ItemId, snapshot: CurrentSnapshot) -> JSONBytes:
     """One item's catalogue metadata."""
     if not snapshot.has_item(item_id):
         raise ApiError(404, f"unknown item_id {item_id!r} in version {snapshot.version}", code="unknown_item")
-    return JSONBytes({"item_id": item_id, **snapshot.meta[item_id]})
+    return JSONBytes(snapshot.item_json({"item_id": item_id}))
