@@ -119,7 +119,7 @@ def write_section(path: Path, body: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from index.build import build_version
-
+    from index.store import IndexStore
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if shutil.which("wrk") is None:
@@ -132,18 +132,24 @@ def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
     store = args.store or work / "store"
     try:
-        embeddings = work / "set"
         build_s = None
-        if not (store / "CURRENT").exists():
-            synthetic_embeddings(embeddings, args.items, args.dim)
+        kept = IndexStore(store)
+        if kept.current_version() is None:
             started = time.perf_counter()
-            build_version(embeddings, store, publish=True)
+            build_version(synthetic_embeddings(work / "set", args.items, args.dim), store, publish=True)
             build_s = time.perf_counter() - started
-        # The second version, published under load; built now so the build does not share the
-        # cores with the measurement.
-        if not embeddings.exists():
-            synthetic_embeddings(embeddings, args.items, args.dim)
-        second = str(build_version(embeddings, store, publish=False))
+        elif (count := int(kept.versions()[-1]["count"])) != args.items:
+            raise UsageError(f"--store {store}: holds a {count}-item index, not {args.items}")
+        # The version published under load: one already in a kept store, else built now, before
+        # the measurement, so that the build does not share the cores with it.
+        others = [v for v in kept.version_ids() if v != kept.current_version()]
+        if others:
+            second = others[-1]
+        else:
+            embeddings = work / "set"
+            if not embeddings.exists():
+                synthetic_embeddings(embeddings, args.items, args.dim)
+            second = str(build_version(embeddings, store, publish=False))
         return _measure(args, store, second, levels, work, build_s)
     finally:
         shutil.rmtree(work, ignore_errors=True)
