@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -267,3 +268,31 @@ def test_fast_path_answers_exactly_like_the_route(client) -> None:
     assert_error(client.get(SIMILAR.format("item0006"), params={"k": "0"}), 422)
     assert_error(client.get(SIMILAR.format("item0006"), params={"k": "99999"}), 422)
     assert_error(client.get(SIMILAR.format("x" * 513)), 422)
+
+
+def test_remote_images_redirect_and_unknown_models_refuse_uploads(tmp_path) -> None:
+    from index.build import build_version
+    from index.synthetic import clustered_vectors, write_embedding_set
+
+    ids = [f"r{i}" for i in range(30)]
+    catalog = pd.DataFrame({"item_id": ids, "image": [f"https://images.example/{i}.jpg" for i in ids]})
+    write_embedding_set(tmp_path / "emb", ids, clustered_vectors(30, 16), catalog)
+    build_version(tmp_path / "emb", tmp_path / "store")
+    with TestClient(create_app(Settings(store=tmp_path / "store", reload_interval_s=0))) as client:
+        # the browser follows the catalogue's URL; the server itself fetches nothing
+        response = client.get("/v1/items/r3/image", follow_redirects=False)
+        assert response.status_code == 307
+        assert response.headers["location"] == "https://images.example/r3.jpg"
+        # the version was made by a model this server cannot load: a clear 503, not a crash
+        picture = io.BytesIO()
+        Image.new("RGB", (64, 64), (200, 30, 30)).save(picture, format="PNG")
+        body = assert_error(client.post("/v1/similar/image", files={"file": ("p.png", picture.getvalue())}),
+                            503, "no_model")
+        assert "synthetic" in body["message"]
+
+
+def test_serve_command_refuses_a_missing_store(tmp_path, capsys) -> None:
+    from jobs.cli import main
+
+    assert main(["serve", "--store", str(tmp_path / "missing")]) == 2
+    assert "--store" in capsys.readouterr().err
