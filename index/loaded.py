@@ -18,7 +18,7 @@ import pandas as pd
 
 from index import threads
 from index.errors import IndexLoadError, InputError
-from index.tuning import apply_search_params
+from index.tuning import apply_search_params, hnsw_of
 
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.parquet"
@@ -56,6 +56,7 @@ class LoadedIndex:
         # Compressed codes (PQ, SQ) give approximate scores: re-score the hits with the stored vectors.
         factory = str(meta.get("factory", ""))
         self.rescore = any(code in factory for code in ("PQ", "SQ", "LSH", "RaBitQ"))
+        self._hnsw = hnsw_of(index)
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -162,7 +163,10 @@ class LoadedIndex:
             if ok.sum() >= k or fetch >= len(self):
                 break
             fetch = min(len(self), fetch * 4)
-        if ok.sum() < k and allowed is not None:  # the approximate index ran dry: exact over the subset
+        if ok.sum() < k:  # the approximate index ran dry: exact search over what is allowed
+            if allowed is None:
+                allowed = np.ones(len(self), dtype=bool)
+                allowed[list(banned)] = False
             return self._exact_among(row, np.flatnonzero(allowed), k)
         return [(self._item_ids[r], float(s)) for r, s in zip(rows[ok][:k], D[0][hits][ok][:k], strict=True)]
 
@@ -176,7 +180,11 @@ class LoadedIndex:
 
     def _search_rows(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """FAISS search giving item rows (-1: none), with exact scores for compressed indexes."""
-        D, fids = self.index.search(xq, k)
+        params = None
+        if self._hnsw is not None and k > self._hnsw.hnsw.efSearch:
+            # HNSW finds at most about efSearch results: widen the search for long lists
+            params = faiss.SearchParametersHNSW(efSearch=2 * k)
+        D, fids = self.index.search(xq, k, params=params)
         rows = np.full(fids.shape, -1, dtype=np.int64)
         found = fids >= 0
         rows[found] = self._rows_of_fids(fids[found])
