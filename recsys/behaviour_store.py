@@ -65,7 +65,8 @@ class Behaviour:
     interactions: Interactions
 
     def hybrid(self) -> HybridModel:
-        return HybridModel(float(self.manifest["hybrid_weight"])).build(self.model, self.visual)
+        return HybridModel(float(self.manifest["hybrid_weight"]),
+                           float(self.manifest.get("hybrid_cold_weight", 1.0))).build(self.model, self.visual)
 
 
 def visual_from_index(loaded: Any, item_space: np.ndarray, neighbours: int) -> VisualModel:
@@ -94,14 +95,14 @@ def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None 
         ["cooc", "ease"] if auto_behaviour_model(len(item_space)) == "ease" else ["cooc"])
     interactions = from_events(events, item_space, options.recency_half_life_days)
     visual = visual_from_index(loaded, item_space, options.visual_neighbours)
-    name, weight, validation = names[0], options.hybrid_weight, None
+    name, weight, cold, validation = names[0], options.hybrid_weight, 1.0, None
     if weight is None or len(names) > 1:
         try:
             split = split_events(events, "temporal", 0.2)
             grid = [weight] if weight is not None else WEIGHT_GRID
-            name, weight, validation = choose_hybrid(split, item_space, visual, names, options.k, seed=0,
-                                                     weights=grid,
-                                                     recency_half_life_days=options.recency_half_life_days)
+            name, weight, cold, validation = choose_hybrid(
+                split, item_space, visual, names, options.k, seed=0, weights=grid,
+                recency_half_life_days=options.recency_half_life_days)
         except InputError as exc:  # too few events to validate on
             log.warning("cannot validate the hybrid (%s); using %s with weight 0.5", exc, names[0])
             weight = 0.5 if weight is None else weight
@@ -110,6 +111,7 @@ def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None 
         "model": name,
         "params": model.params(),
         "hybrid_weight": weight,
+        "hybrid_cold_weight": cold,
         "hybrid_validation": validation,
         "recency_half_life_days": options.recency_half_life_days,
         "visual_neighbours": options.visual_neighbours,
@@ -161,7 +163,8 @@ def write_version(store_dir: str | Path, base_version: str, behaviour: Behaviour
             "version": version,
             "base_version": base_version,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "behaviour": {key: behaviour.manifest[key] for key in ("model", "hybrid_weight", "counts")},
+            "behaviour": {key: behaviour.manifest[key]
+                          for key in ("model", "hybrid_weight", "hybrid_cold_weight", "counts")},
         })
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         meta["checksums"] = {str(p.relative_to(staging)): sha256_file(p) for p in files}

@@ -122,8 +122,14 @@ def test_hybrid_cold_items_fall_back_to_visual(interactions: Interactions) -> No
     scores_all = hybrid.score_histories(hybrid.history_row({v_ids[0]: 1.0}))[0]
     assert scores_all[ITEMS.index("a6")] > 0
     assert cooc.score_histories(cooc.history_row({v_ids[0]: 1.0}))[0][ITEMS.index("a6")] < 1e-5
+    half = HybridModel(0.8, cold_weight=0.5).build(cooc, visual)
+    assert half.similar_items("a6", k=1)[1][0] == pytest.approx(0.5)  # cold rows scaled by c
+    assert half.score_histories(half.history_row({v_ids[0]: 1.0}))[0][ITEMS.index("a6")] == pytest.approx(
+        0.5 * scores_all[ITEMS.index("a6")], rel=1e-4)
     with pytest.raises(InputError):
         HybridModel(1.5)
+    with pytest.raises(InputError):
+        HybridModel(0.5, cold_weight=0.0)
 
 
 def test_sparse_helpers() -> None:

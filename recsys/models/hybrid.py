@@ -4,9 +4,10 @@ Both sources are normalised per row first (behaviour: divided by the row's large
 the row's weakest kept cosine maps to 0.01 and its best to 1), then
 
     hybrid[i, j] = w * behaviour[i, j] + (1 - w) * visual[i, j]     when i and j both have behaviour
-    hybrid[i, j] = visual[i, j]                                       when i or j has none (cold)
+    hybrid[i, j] = c * visual[i, j]                                   when i or j has none (cold)
 
-so an item nobody has touched yet still gets (and appears among) neighbours at full visual weight.
+so an item nobody has touched yet still gets (and appears among) neighbours by image. The cold
+weight c (default 1) says how hard new items are pushed against proven ones.
 The blend is computed from the two sparse matrices at query time; nothing items^2 is stored.
 """
 
@@ -25,17 +26,20 @@ from recsys.sparse_ops import row_max_normalise, row_min_max_normalise
 class HybridModel(ItemModel):
     kind = "hybrid"
 
-    def __init__(self, weight: float = 0.5) -> None:
+    def __init__(self, weight: float = 0.5, cold_weight: float = 1.0) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise InputError(f"hybrid weight {weight}: must lie in [0, 1]")
+        if not 0.0 < cold_weight <= 1.0:
+            raise InputError(f"hybrid cold weight {cold_weight}: must lie in (0, 1]")
         self.weight = weight
+        self.cold_weight = cold_weight
         self.behaviour_part = sp.csr_matrix((0, 0), dtype=np.float32)
         self.visual_part = sp.csr_matrix((0, 0), dtype=np.float32)
         self.warm = np.zeros(0, dtype=bool)
 
     def params(self) -> dict[str, Any]:
-        return {"weight": self.weight}
+        return {"weight": self.weight, "cold_weight": self.cold_weight}
 
     def build(self, behaviour: NeighbourModel, visual: NeighbourModel) -> HybridModel:
         if not np.array_equal(behaviour.item_ids, visual.item_ids):
@@ -59,7 +63,8 @@ class HybridModel(ItemModel):
         from_warm = _dense(histories @ warm_rows @ self.visual_part)
         from_cold = _dense(histories @ cold_rows @ self.visual_part)
         cold_cols = ~self.warm
-        visual = from_warm * np.where(cold_cols, 1.0, 1.0 - w)[None, :] + from_cold
+        c = self.cold_weight
+        visual = from_warm * np.where(cold_cols, c, 1.0 - w)[None, :] + c * from_cold
         return self.with_tie_break(w * behaviour + visual)
 
     def similar_items(self, item_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -71,13 +76,13 @@ class HybridModel(ItemModel):
 
     def _row_blend(self, position: int) -> sp.csr_matrix:
         visual = self.visual_part.getrow(position)
+        w, c = self.weight, self.cold_weight
         if not self.warm[position]:
-            return visual
+            return sp.csr_matrix(c * visual)
         behaviour = self.behaviour_part.getrow(position)
         cold_neighbours = visual.copy()
         cold_neighbours.data = cold_neighbours.data * (~self.warm[cold_neighbours.indices])
-        w = self.weight
-        return sp.csr_matrix(w * behaviour + (1 - w) * visual + w * cold_neighbours)
+        return sp.csr_matrix(w * behaviour + (1 - w) * visual + (c - (1 - w)) * cold_neighbours)
 
 
 def _dense(matrix: sp.spmatrix) -> np.ndarray:
