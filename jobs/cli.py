@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "jobs.cmd_serve",
     "jobs.cmd_recsys",
     "jobs.cmd_nightly",
+    "jobs.cmd_compress",
 ]
 
 

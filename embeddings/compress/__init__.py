@@ -1,0 +1,1 @@
+"""Compression of a backbone: distillation, channel pruning, quantization, PCA projection, report."""

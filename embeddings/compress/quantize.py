@@ -1,0 +1,106 @@
+"""Post-training quantization: static int8 for onnxruntime on CPUs, fp16/bf16 weights for GPUs.
+
+int8 is QDQ with per-channel weights and unsigned activations (the fast path of onnxruntime's
+VNNI/AMX kernels). Calibration matters more than anything (NOTES.md): MinMax lets a few outlier
+activations stretch the scales, so the default is a percentile of each activation's histogram;
+layers named in `keep_float` (by default the stem and the head convolution that writes the
+embedding) stay in float.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+
+from embeddings.errors import InputError
+from embeddings.onnx_engine import INPUT_NAME
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "percentile": CalibrationMethod.Percentile,
+    "entropy": CalibrationMethod.Entropy,
+}
+DEFAULT_KEEP_FLOAT = ("/conv_stem/", "/conv_head/")
+PRECISIONS = ("int8", "fp16", "bf16", "none")
+
+
+class _Batches(CalibrationDataReader):
+    def __init__(self, batches: Iterable[np.ndarray]) -> None:
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, np.float32)}
+
+
+def nodes_matching(onnx_path: Path, patterns: Sequence[str]) -> list[str]:
+    """Names of the Conv/Gemm/MatMul nodes whose name contains any of `patterns`."""
+    graph = onnx.load(str(onnx_path)).graph
+    return [node.name for node in graph.node
+            if node.op_type in ("Conv", "Gemm", "MatMul") and any(p in node.name for p in patterns)]
+
+
+def quantize_int8(
+    fp32_onnx: Path,
+    out_path: Path,
+    calibration: Iterable[np.ndarray],
+    *,
+    method: str = "percentile",
+    percentile: float = 99.999,
+    keep_float: Sequence[str] = DEFAULT_KEEP_FLOAT,
+    per_channel: bool = True,
+) -> Path:
+    """Static int8 (QDQ) copy of `fp32_onnx`, calibrated on preprocessed float32 batches."""
+    if method not in CALIBRATION_METHODS:
+        raise InputError(f"calibration method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        excluded = nodes_matching(prepared, keep_float)
+        extra = {"CalibPercentile": percentile} if method == "percentile" else {}
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.WARNING))  # the quantizer logs one INFO line per rescaled bias
+        try:
+            quantize_static(
+                str(prepared),
+                str(out_path),
+                _Batches(calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CALIBRATION_METHODS[method],
+                nodes_to_exclude=excluded,
+                extra_options={**extra, "CalibTensorRangeSymmetric": False},
+            )
+        finally:
+            root.setLevel(level)
+    log.info("int8 model %s: %d nodes kept in float (%s)", out_path, len(excluded), ", ".join(excluded))
+    return out_path
+
+
+def cast_weights(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """fp16 or bf16 weights for GPUs (the torch engine autocasts there); fp32 for `none`."""
+    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16, "none": torch.float32}
+    if precision not in dtypes:
+        raise InputError(f"--quantize {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return model.to(dtypes[precision])
