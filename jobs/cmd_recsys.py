@@ -184,6 +184,23 @@ def _store_vectors(store: Path, version: str | None):  # noqa: ANN202 - VisualVe
 
 
 @_input_errors
+def _show_examples(store: Path, items: int = 3, k: int = 5) -> None:
+    """Print a few items with their similar items, and one user's recommendations."""
+    from recsys.service import Recommender
+
+    recommender = Recommender.load(store)
+    catalogue = recommender.index.items
+    for item_id in catalogue["item_id"].head(items):
+        title = catalogue.set_index("item_id").at[item_id, "title"] if "title" in catalogue else ""
+        print(f"\nitems like {item_id} {title}:")
+        for row in recommender.similar(item_id, k=k, mode="hybrid"):
+            print(f"  {row['score']:.3f}  {row['item_id']}  {row.get('title', '')}")
+    user = recommender.behaviour.interactions.user_ids[0]
+    print(f"\nfor user {user}:")
+    for row in recommender.recommend(str(user), k=k):
+        print(f"  {row['score']:.3f}  {row['item_id']}  {row.get('title', '')}  ({row.get('source', '')})")
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from jobs.demo_data import DemoConfig, generate
     from jobs.nightly import run_nightly
@@ -205,6 +222,7 @@ def run_demo(args: argparse.Namespace) -> int:
                                    recency_half_life_days=14.0, decay_half_life_days=None,
                                    bot_events_per_hour=1000)
     run_evaluate(eval_args)
+    _show_examples(store)
     print(f"store: {store}  (try: recsys similar --store {store} item00000 --mode hybrid; "
           f"recsys recommend --store {store} user00000)")
     if args.serve:
