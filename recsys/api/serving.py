@@ -134,9 +134,6 @@ class Snapshot:
         return [[(str(i), float(s)) for i, s in zip(row_ids, row_scores) if i != ""]
                 for row_ids, row_scores in zip(ids, scores)]
 
-    def encode(self, body: dict[str, Any]) -> bytes:
-        return orjson.dumps(body)
-
 
 def _category_filter(category: str):
     def where(items: pd.DataFrame) -> pd.Series:
