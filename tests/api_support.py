@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -134,8 +136,35 @@ def api_world(tmp_path_factory: pytest.TempPathFactory, lite0: Backbone) -> Worl
 
 
 @pytest.fixture(scope="session")
-def api_server(api_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One `recsys serve` over the shared store, for the tests that only read (page, fuzzing)."""
+def behaviour_store(api_world: World,
+                    tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, pd.DataFrame]:
+    """A copy of the shared store with a behaviour version on top (fitted by the recommender's
+    own code): each user clicks around one category only; item0023 is never touched (cold)."""
+    from index.store import IndexStore, load_version
+    from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
+    from recsys.events import load_events
+
+    root = tmp_path_factory.mktemp("api-behaviour")
+    store = root / "store"
+    shutil.copytree(api_world.store, store)
+    rng = random.Random(0)
+    rows = []
+    for u in range(36):
+        pool = [i for i in range(23) if i % 3 == u % 3]
+        for t, i in enumerate(rng.sample(pool, 5)):
+            rows.append((f"u{u}", f"item{i:04d}", 1_700_000_000 + 3600 * (u * 10 + t), "click"))
+    events = root / "events.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"]).to_csv(events, index=False)
+    base = IndexStore(store).current_version()
+    behaviour = fit_behaviour(load_events(events), load_version(store, base), FitOptions())
+    version = write_version(store, base, behaviour, str(events))
+    return store, version, pd.read_csv(events)
+
+
+@pytest.fixture(scope="session")
+def api_server(behaviour_store: tuple[Path, str, pd.DataFrame],
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `recsys serve` over the behaviour store, for the tests that only read (page, fuzzing)."""
     log = tmp_path_factory.mktemp("api-server") / "serve.log"
-    with running_server(api_world.store, log, reload_interval=0) as base:
+    with running_server(behaviour_store[0], log, reload_interval=0) as base:
         yield base

@@ -3,41 +3,13 @@
 
 from __future__ import annotations
 
-import random
-import shutil
-
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from index.store import IndexStore, load_version
 from recsys.api import Settings, create_app
-from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
-from recsys.events import load_events
 
-# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+# Shared session fixtures (api_world, behaviour_store, api_server).
 pytest_plugins = ["tests.api_support"]
-
-
-@pytest.fixture(scope="module")
-def behaviour_store(api_world, tmp_path_factory):
-    """A copy of the shared store with a behaviour version on top: each user clicks around one
-    category only, and item0023 is never touched (a cold item)."""
-    root = tmp_path_factory.mktemp("api-behaviour")
-    store = root / "store"
-    shutil.copytree(api_world.store, store)
-    rng = random.Random(0)
-    rows = []
-    for u in range(36):
-        pool = [i for i in range(23) if i % 3 == u % 3]
-        for t, i in enumerate(rng.sample(pool, 5)):
-            rows.append((f"u{u}", f"item{i:04d}", 1_700_000_000 + 3600 * (u * 10 + t), "click"))
-    events = root / "events.csv"
-    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"]).to_csv(events, index=False)
-    base = IndexStore(store).current_version()
-    behaviour = fit_behaviour(load_events(events), load_version(store, base), FitOptions())
-    version = write_version(store, base, behaviour, str(events))
-    return store, version, pd.read_csv(events)
 
 
 @pytest.fixture(scope="module")

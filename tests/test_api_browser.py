@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+# Shared session fixtures (api_world, behaviour_store, api_server).
 pytest_plugins = ["tests.api_support"]
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -39,7 +39,7 @@ def browser():
         browser.close()
 
 
-def test_page_looks_up_an_item_and_switches_modes(browser, api_world, api_server) -> None:
+def test_page_looks_up_an_item_and_switches_modes(browser, behaviour_store, api_server) -> None:
     base = api_server
     page = browser.new_page()
     problems: list[str] = []
@@ -48,7 +48,7 @@ def test_page_looks_up_an_item_and_switches_modes(browser, api_world, api_server
 
     # Samples from the index, each with its picture.
     page.wait_for_function("document.querySelectorAll('#samples .card').length === 12")
-    assert f"version {api_world.version}" in page.inner_text("#version")
+    assert f"version {behaviour_store[1]}" in page.inner_text("#version")
 
     # Clicking a sample looks it up: its own card, then its neighbours with scores and images.
     page.click('#samples .card[data-item-id="item0004"]')
@@ -65,13 +65,18 @@ def test_page_looks_up_an_item_and_switches_modes(browser, api_world, api_server
     natural = page.eval_on_selector("#query img", "img => [img.naturalWidth, img.naturalHeight]")
     assert natural == [160, 160]  # the catalogue's own picture, served by /v1/items/{id}/image
 
-    # Switching the mode asks again; without behaviour data the page says why it is visual.
+    # Switching the mode asks again and shows what the behaviour model answers.
     page.check('input[name="mode"][value="behaviour"]')
-    page.wait_for_function("document.querySelector('#status').textContent.includes('behaviour data')")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('(behaviour)')")
     assert "mode=behaviour" in page.url
+    answer = httpx.get(base + "/v1/items/item0004/similar", params={"k": 10, "mode": "behaviour"}).json()
+    behaviour_ids = [r["item_id"] for r in answer["results"]]
+    page.wait_for_function(f"document.querySelectorAll('#results .card').length === {len(behaviour_ids)}")
+    assert page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.dataset.itemId)") \
+        == behaviour_ids != shown
 
     # A neighbour's card is a link to its own neighbours.
-    second = shown[1]
+    second = behaviour_ids[0]
     page.click(f'#results .card[data-item-id="{second}"]')
     page.wait_for_function(
         f"document.querySelector('#query .card')?.dataset.itemId === '{second}'")

@@ -8,7 +8,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+# Shared session fixtures (api_world, behaviour_store, api_server).
 pytest_plugins = ["tests.api_support"]
 
 # Per operation; 11 operations, so about two hundred requests in all.

@@ -16,7 +16,7 @@ from index.store import IndexStore
 pytest.register_assert_rewrite("tests.api_support")
 from tests.api_support import ADMIN_TOKEN, publish, running_server, wait_for  # noqa: E402
 
-# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+# Shared session fixtures (api_world, behaviour_store, api_server).
 pytest_plugins = ["tests.api_support"]
 
 

@@ -17,7 +17,7 @@ from recsys.api import Settings, create_app
 pytest.register_assert_rewrite("tests.api_support")
 from tests.api_support import ADMIN_TOKEN, CATEGORIES, exact_neighbours  # noqa: E402
 
-# Shared session fixtures (api_world, api_server): one store and one server for all API tests.
+# Shared session fixtures (api_world, behaviour_store, api_server).
 pytest_plugins = ["tests.api_support"]
 
 SIMILAR = "/v1/items/{}/similar"
