@@ -223,7 +223,8 @@ def _report(args: argparse.Namespace, rows: list, reload_run: dict, first: str, 
                 f"{r['p99_us'] / 1000:.2f} | {r['max_us'] / 1000:.1f} | {r['requests']:,} | {r['failed']} |")
 
     command = (f"recsys bench api --items {args.items} --dim {args.dim} --duration {args.duration} "
-               f"--concurrency {args.concurrency} --reload-duration {args.reload_duration}")
+               f"--concurrency {args.concurrency} --reload-duration {args.reload_duration}"
+               + (f" --store {args.store}" if args.store else ""))
     lines = [
         f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}).",
