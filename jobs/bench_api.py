@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--concurrency {args.concurrency!r}: give positive numbers, comma-separated")
     if args.items < 100:
         raise UsageError(f"--items must be at least 100, not {args.items}")
+    args.load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
     store = args.store or work / "store"
     try:
@@ -227,7 +228,8 @@ def _report(args: argparse.Namespace, rows: list, reload_run: dict, first: str, 
                + (f" --store {args.store}" if args.store else ""))
     lines = [
         f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}).",
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}; load average "
+        f"{args.load_before:.1f} when it started: other work was running on the same cores).",
         "",
         f"`GET /v1/items/{{random item}}/similar?k=10` on a {args.items:,}-item, {args.dim}-d index of "
         "synthetic clustered unit vectors; one `recsys serve` process (uvicorn, one worker) and one "
