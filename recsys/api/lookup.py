@@ -2,7 +2,7 @@
 
 Unfiltered visual queries are a lookup in the version's precomputed neighbour lists and run on
 the event loop; live searches (filters, raw vectors, behaviour models) run in worker threads so
-they never block it. Every finished answer is kept per version in a small LRU as bytes.
+they never block it, and their answers are kept per version in a small LRU, as bytes.
 """
 
 from __future__ import annotations
