@@ -267,8 +267,8 @@ def compress(
     if isinstance(final, Path):
         for item in Path(final).iterdir():
             shutil.copyfile(item, out_dir / item.name)
-        update_fidelity(out_dir, {k: variants[-1][k] for k in ("cosine_mean", "cosine_min", "overlap10",
-                                                               "near_dup_recall", "speedup_e2e")})
+        update_fidelity(out_dir, {k: variants[-1].get(k) for k in ("cosine_mean", "cosine_min", "overlap10",
+                                                                   "near_dup_recall", "speedup_e2e")})
     report = {
         "teacher": teacher_record,
         "options": {k: v for k, v in vars(options).items()},

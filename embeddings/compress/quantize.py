@@ -9,6 +9,8 @@ embedding) stay in float.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -80,18 +82,19 @@ def quantize_int8(
         level = root.level
         root.setLevel(max(level, logging.WARNING))  # the quantizer logs one INFO line per rescaled bias
         try:
-            quantize_static(
-                str(prepared),
-                str(out_path),
-                _Batches(calibration),
-                quant_format=QuantFormat.QDQ,
-                per_channel=per_channel,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CALIBRATION_METHODS[method],
-                nodes_to_exclude=excluded,
-                extra_options={**extra, "CalibTensorRangeSymmetric": False},
-            )
+            with contextlib.redirect_stdout(io.StringIO()):  # its calibrator prints its progress
+                quantize_static(
+                    str(prepared),
+                    str(out_path),
+                    _Batches(calibration),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=per_channel,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    calibrate_method=CALIBRATION_METHODS[method],
+                    nodes_to_exclude=excluded,
+                    extra_options={**extra, "CalibTensorRangeSymmetric": False},
+                )
         finally:
             root.setLevel(level)
     log.info("int8 model %s: %d nodes kept in float (%s)", out_path, len(excluded), ", ".join(excluded))
