@@ -2,7 +2,7 @@
 
 A 100,000-item index of synthetic clustered unit vectors is built and published, `recsys serve`
 runs in its own process, and `wrk` (a separate client process on the same cores) asks for the
-similar items of random items at concurrency 1, 16 and 64; then once more at 16 while a second
+similar items of random items at concurrency 1, 16 and 64; then again at each level while another
 version is published underneath, counting every failed request.
 """
 
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     parser.add_argument("--concurrency", default="1,16,64", help="connections, comma-separated")
     parser.add_argument("--reload-duration", type=int, default=30,
-                        help="seconds of the run at concurrency 16 during which a new version is published")
+                        help="seconds of each run during which a new version is published")
     parser.add_argument("--store", type=Path, default=None,
                         help="reuse (or keep) the synthetic store here instead of a temporary folder")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
@@ -163,7 +163,6 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
     script = work / "similar.lua"
     script.write_text(LUA.format(items=args.items))
     base = f"http://127.0.0.1:{args.port}"
-    url = base + "/"
     env = {k: v for k, v in os.environ.items() if k != "RECSYS_ADMIN_TOKEN"}
     log = open(work / "serve.log", "wb")  # noqa: SIM115 - closed in finally
     server = subprocess.Popen(
@@ -174,32 +173,14 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
         ready = _wait_ready(base, server)
         load_s = time.perf_counter() - started
         first = ready["version"]
-        _wrk(url, script, 16, 3)  # warm-up
-        rows = [(c, _wrk(url, script, c, args.duration)) for c in levels]
-        # Hot reload under load: publish the second version a sixth of the way in.
-        reload_run: dict = {}
-        # Loading a 100,000-item version (checksums, items, metadata) takes seconds while the
-        # same process serves thousands of requests a second, so this run is longer.
-        wrk = subprocess.Popen(
-            ["wrk", "-t1", "-c16", f"-d{args.reload_duration}s", "--timeout", "5s", "-s", str(script), url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(args.reload_duration / 6)
-        published = time.monotonic()
-        IndexStore(store).publish(second)
-        swapped_after = None
-        while wrk.poll() is None:  # light polling: when does the server answer from the new version?
-            if _get_json(base + "/readyz").get("version") == second:
-                swapped_after = time.monotonic() - published
-                break
-            time.sleep(0.1)
-        out, err = wrk.communicate(timeout=args.reload_duration + 60)
-        match = re.search(r"RESULT (\{.*\})", out)
-        if match is None:
-            raise JobFailed(f"wrk failed during the reload run: {out[-500:]} {err[-500:]}")
-        reload_run = json.loads(match.group(1))
-        reload_run["rps"] = reload_run["requests"] / (reload_run["duration_us"] / 1e6)
-        reload_run["failed"] = sum(reload_run[k] for k in ("connect", "read", "write", "status", "timeout"))
-        after = _get_json(base + "/readyz")
+        _wrk(base + "/", script, 16, 3)  # warm-up
+        rows = [(c, _wrk(base + "/", script, c, args.duration)) for c in levels]
+        # The same under a hot reload at each level, publishing the two versions in turn.
+        reloads = []
+        target = second
+        for c in levels:
+            reloads.append((c, target, _reload_run(base, script, c, args.reload_duration, store, target)))
+            target = first if target == second else second
     finally:
         server.terminate()
         try:
@@ -207,18 +188,49 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
-    if after.get("version") != second or swapped_after is None:
-        raise JobFailed(f"the server did not switch to version {second} while under load "
-                        f"(serving {after.get('version')})")
     IndexStore(store).prune(keep=2)
-    report = _report(args, rows, reload_run, first, second, load_s, build_s, swapped_after)
+    report = _report(args, rows, reloads, first, load_s, build_s)
     write_section(args.out, report)
     print(report)
     return 0
 
 
-def _report(args: argparse.Namespace, rows: list, reload_run: dict, first: str, second: str,
-            load_s: float, build_s: float | None, swapped_after: float) -> str:
+def _reload_run(base: str, script: Path, connections: int, duration: int, store: Path, target: str) -> dict:
+    """wrk for `duration` seconds; a sixth of the way in, CURRENT is switched to `target`.
+
+    Loading a 100,000-item version (checksums, items, metadata) takes seconds while the same
+    process serves thousands of requests a second, hence a longer run than the others."""
+    from index.store import IndexStore
+
+    wrk = subprocess.Popen(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "-s", str(script),
+         base + "/"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(duration / 6)
+    published = time.monotonic()
+    IndexStore(store).publish(target)
+    swapped_after = None
+    while wrk.poll() is None:  # light polling: when does the server answer from the new version?
+        if _get_json(base + "/readyz").get("version") == target:
+            swapped_after = time.monotonic() - published
+            break
+        time.sleep(0.1)
+    out, err = wrk.communicate(timeout=duration + 60)
+    match = re.search(r"RESULT (\{.*\})", out)
+    if match is None:
+        raise JobFailed(f"wrk failed during the reload run: {out[-500:]} {err[-500:]}")
+    if swapped_after is None:
+        serving = _get_json(base + "/readyz").get("version")
+        raise JobFailed(f"the server did not switch to version {target} within the {duration} s run "
+                        f"(serving {serving}); try a longer --reload-duration")
+    result = json.loads(match.group(1))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["failed"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    result["swapped_after"] = swapped_after
+    return result
+
+
+def _report(args: argparse.Namespace, rows: list, reloads: list, first: str, load_s: float,
+            build_s: float | None) -> str:
     def line(label: str, r: dict) -> str:
         return (f"| {label} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p90_us'] / 1000:.2f} | "
                 f"{r['p99_us'] / 1000:.2f} | {r['max_us'] / 1000:.1f} | {r['requests']:,} | {r['failed']} |")
@@ -226,6 +238,7 @@ def _report(args: argparse.Namespace, rows: list, reload_run: dict, first: str, 
     command = (f"recsys bench api --items {args.items} --dim {args.dim} --duration {args.duration} "
                f"--concurrency {args.concurrency} --reload-duration {args.reload_duration}"
                + (f" --store {args.store}" if args.store else ""))
+    swaps = ", ".join(f"{r['swapped_after']:.1f}" for _, _, r in reloads)
     lines = [
         f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}; load average "
@@ -241,11 +254,12 @@ def _report(args: argparse.Namespace, rows: list, reload_run: dict, first: str, 
         "| concurrency | requests/s | p50 ms | p90 ms | p99 ms | max ms | requests | failed |",
         "|---|---|---|---|---|---|---|---|",
         *[line(str(c), r) for c, r in rows],
-        line("16, new version published mid-run", reload_run),
+        *[line(f"{c}, hot reload mid-run", r) for c, _, r in reloads],
         "",
-        f"The reload run started on version {first}; CURRENT was switched to {second} a sixth of the "
-        f"way into a {args.reload_duration} s run and the server's watcher (polling every 0.5 s) was "
-        f"answering from it {swapped_after:.1f} s later. `failed` counts socket errors, timeouts and "
-        "non-2xx answers.",
+        f"Hot reload runs: the server started on version {first}; in each run CURRENT was switched "
+        f"(to {', '.join(v for _, v, _ in reloads)}, in turn) a sixth of the way into a "
+        f"{args.reload_duration} s run, and the server's watcher (polling every 0.5 s) was answering "
+        f"from the new version {swaps} s later. "
+        "`failed` counts socket errors, timeouts and non-2xx answers.",
     ]
     return "\n".join(lines)
