@@ -99,3 +99,17 @@ def test_update_falls_back_to_a_full_build_for_hnsw(emb, tmp_path, capsys, caplo
     assert code == 0 and "HNSW cannot remove" in caplog.text
     meta = IndexStore(store).versions()[-1]
     assert meta["version"] == out.strip() and meta["count"] == 700 and "parent" not in meta
+
+
+def test_bench_index_writes_its_own_section(tmp_path, capsys) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\n## API\n\nkept as it is\n")
+    argv = ["bench", "index", "--n", "2000", "--dim", "16", "--queries", "50", "--out", out]
+    assert run(capsys, *argv)[0] == 0
+    assert run(capsys, *argv)[0] == 0  # a second run replaces the section instead of adding one
+    text = out.read_text()
+    assert text.count("## Index") == 1 and "## API\n\nkept as it is" in text
+    section = text.split("## Index", 1)[1]
+    for row in ("| numpy brute force", "| ours: Flat", "| hnswlib"):
+        assert row in section
+    assert "recall@10 1.000 (target 0.95)" in section
