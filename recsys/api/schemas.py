@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Mode = Literal["hybrid", "visual", "behaviour"]
 K_MAX = 1000  # DESIGN.md: k from 1 to 1000
+BATCH_MAX = 100  # item ids in one POST /v1/similar
 
 
 class Result(BaseModel):
@@ -31,7 +32,7 @@ class SimilarRequest(BaseModel):
     """Many queries at once: item ids, or one raw vector of the index's dimension."""
 
     model_config = ConfigDict(extra="forbid")
-    item_ids: list[str] | None = Field(None, min_length=1, max_length=100)
+    item_ids: list[str] | None = Field(None, min_length=1, max_length=BATCH_MAX)
     vector: list[float] | None = Field(None, min_length=1, max_length=4096)
     k: int = Field(10, ge=1, le=K_MAX)
     mode: Mode = "hybrid"

@@ -16,7 +16,6 @@ class Settings:
     admin_token: str | None = None
     # Seconds between checks of the store's CURRENT file; 0 turns the watcher off.
     reload_interval_s: float = 2.0
-    batch_max: int = 100  # item ids in one POST /v1/similar
     upload_max_bytes: int = 10 * MIB
     json_body_max_bytes: int = 1 * MIB
     # Decoded pixels of an uploaded image: far below the batch job's cap, as anyone may upload.

@@ -19,13 +19,10 @@ UPLOAD_PATH = "/v1/similar/image"
 
 
 @router.post("", response_model=BatchAnswer, responses={422: {"model": ErrorAnswer}})
-async def similar_many(query: SimilarRequest, request: Request, snapshot: CurrentSnapshot,
-                       settings: AppSettings) -> JSONBytes:
+async def similar_many(query: SimilarRequest, request: Request, snapshot: CurrentSnapshot) -> JSONBytes:
     """Similar items for up to 100 item ids, or for one vector of the index's dimension."""
     exclude = tuple(sorted(set(query.exclude)))
     if query.item_ids is not None:
-        if len(query.item_ids) > settings.batch_max:
-            raise ApiError(422, f"item_ids: at most {settings.batch_max} per request")
         body = await anyio.to_thread.run_sync(
             lookup.batch_by_ids, snapshot, query.item_ids, query.k, query.mode, exclude, query.category,
             limiter=request.app.state.limiter)
