@@ -44,11 +44,14 @@ from index.store import (
     new_version_id,
     sha256_file,
 )
-from index.tuning import TuneResult, hnsw_of, tune
+from index.tuning import TuneResult, held_out_rows, hnsw_of, tune, tune_held_out
 
 log = logging.getLogger(__name__)
 
 RECALL_K = 10
+HELD_OUT_METHOD = ("held-out items (kept out of the index while tuning, added after) as queries, "
+                   "vs exact inner-product search over the rest")
+IN_INDEX_METHOD = "sampled indexed items as queries, each left out of its own results, vs exact search"
 ADD_CHUNK = 100_000
 
 
@@ -66,10 +69,12 @@ class BuildOptions:
 
 # -- the FAISS part: usable on plain arrays (the benchmark calls these directly) -------------------
 def make_index(vectors: np.ndarray, fids: np.ndarray, factory: str,
-               ef_construction: int = HNSW_EF_CONSTRUCTION, seed: int = 0) -> tuple[faiss.Index, int]:
+               ef_construction: int = HNSW_EF_CONSTRUCTION, seed: int = 0,
+               skip: np.ndarray | None = None) -> tuple[faiss.Index, int]:
     """Create, train (on a sample) and fill an inner-product index; returns it and the training size.
 
-    Index types that cannot hold their own ids (all but IVF) are wrapped in IDMap2.
+    Rows in `skip` are left out (held out for tuning, added afterwards). Index types that cannot
+    hold their own ids (all but IVF) are wrapped in IDMap2.
     """
     dim = vectors.shape[1]
     index = _factory(dim, factory)
@@ -86,8 +91,32 @@ def make_index(vectors: np.ndarray, fids: np.ndarray, factory: str,
         sample = np.random.default_rng(seed).choice(len(vectors), train_size, replace=False)
         log.info("training %s on %d of %d vectors", factory, train_size, len(vectors))
         index.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32))
-    add_vectors(index, vectors, fids)
+    add_vectors(index, vectors, fids, _rows_except(len(vectors), skip))
     return index, train_size
+
+
+def build_tuned(vectors: np.ndarray, fids: np.ndarray, factory: str, target: float,
+                opts: BuildOptions) -> tuple[faiss.Index, int, TuneResult, float]:
+    """Build with held-out rows, tune the search parameter on them, then add them too.
+
+    Returns the index, the training size, the tuning result and the build seconds (tuning excluded).
+    """
+    held_out = held_out_rows(len(vectors), opts.tune_queries, opts.seed)
+    started = time.perf_counter()
+    index, train_size = make_index(vectors, fids, factory, opts.ef_construction, opts.seed, held_out)
+    build_s = time.perf_counter() - started
+    tuned = tune_held_out(index, vectors, fids, held_out, target, RECALL_K)
+    started = time.perf_counter()
+    add_vectors(index, vectors, fids, held_out)
+    return index, train_size, tuned, build_s + time.perf_counter() - started
+
+
+def _rows_except(n: int, skip: np.ndarray | None) -> np.ndarray | None:
+    if skip is None or len(skip) == 0:
+        return None
+    keep = np.ones(n, dtype=bool)
+    keep[skip] = False
+    return np.flatnonzero(keep)
 
 
 def _factory(dim: int, factory: str) -> faiss.Index:
@@ -99,10 +128,14 @@ def _factory(dim: int, factory: str) -> faiss.Index:
                          f"({reason})") from None
 
 
-def add_vectors(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray) -> None:
-    for start in range(0, len(vectors), ADD_CHUNK):
-        block = np.ascontiguousarray(vectors[start:start + ADD_CHUNK], dtype=np.float32)
-        index.add_with_ids(block, np.ascontiguousarray(fids[start:start + ADD_CHUNK], dtype=np.int64))
+def add_vectors(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray,
+                rows: np.ndarray | None = None) -> None:
+    """Add vectors (only `rows` of them when given) with their ids, a chunk at a time."""
+    total = len(vectors) if rows is None else len(rows)
+    for start in range(0, total, ADD_CHUNK):
+        pick = slice(start, start + ADD_CHUNK) if rows is None else rows[start:start + ADD_CHUNK]
+        block = np.ascontiguousarray(vectors[pick], dtype=np.float32)
+        index.add_with_ids(block, np.ascontiguousarray(fids[pick], dtype=np.int64))
 
 
 def supports_remove(index: faiss.Index) -> bool:
@@ -152,14 +185,12 @@ def build_version(embeddings_dir: str | Path, store_dir: str | Path, factory: st
         reason = "given"
     log.info("building %s over %d x %d (%s)", factory, n, dim, reason)
     fids = stable_ids(es.item_ids.tolist())
-    started = time.perf_counter()
     with threads.threads(threads.build_threads()):
-        index, train_size = make_index(es.vectors, fids, factory, opts.ef_construction, opts.seed)
-        build_s = time.perf_counter() - started
-        tuned = tune(index, es.vectors, fids, target_recall, RECALL_K, opts.tune_queries, opts.seed)
+        index, train_size, tuned, build_s = build_tuned(es.vectors, fids, factory, target_recall, opts)
         meta = {
             "factory": factory,
             "factory_reason": reason,
+            "recall_queries": len(held_out_rows(n, opts.tune_queries, opts.seed)),
             "build": {"seconds": round(build_s, 2), "train_size": train_size,
                       "threads": threads.build_threads(),
                       "ef_construction": opts.ef_construction if hnsw_of(index) is not None else None,
@@ -217,6 +248,7 @@ def update_version(embeddings_dir: str | Path, store_dir: str | Path, base: str 
             "factory": old.meta["factory"],
             "factory_reason": f"update of {old.version}",
             "parent": old.version,
+            "recall_method": IN_INDEX_METHOD,
             "update": {"added": int(added.sum()), "removed": int(len(removed)),
                        "replaced": int(len(replaced)), "seconds": round(build_s, 2)},
             "build": old.meta.get("build", {}),
@@ -257,8 +289,8 @@ def _finish(store: IndexStore, index: faiss.Index, es: EmbeddingSet, vectors: np
             "search": tuned.params,
             "recall@10": round(tuned.recall, 4),
             "recall": {"k": RECALL_K, "target": target, "met": tuned.met,
-                       "queries": min(opts.tune_queries, n),
-                       "method": "sampled items as queries, self excluded, vs exact inner-product search",
+                       "queries": meta.pop("recall_queries", min(opts.tune_queries, n)),
+                       "method": meta.pop("recall_method", HELD_OUT_METHOD),
                        "curve": [[v, round(r, 4)] for v, r in tuned.curve]},
             "memory_estimate_bytes": _memory_estimate(index, n, dim),
             "supports_remove": supports_remove(index),

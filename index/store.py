@@ -31,7 +31,7 @@ DEFAULT_KEEP = 5
 
 def new_version_id() -> str:
     """Sortable by creation time; the random tail keeps two builds in one second apart."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -71,12 +71,52 @@ class TuneResult:
     curve: list[tuple[int, float]] = field(default_factory=list)  # (parameter value, recall@k)
 
 
+def held_out_rows(n: int, queries: int, seed: int = 0) -> np.ndarray:
+    """Rows to keep out of the index while tuning: up to `queries`, at most a fifth of the set."""
+    size = min(queries, max(1, n // 5)) if n > 1 else 0
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def exact_knn_without(xb: np.ndarray, xq: np.ndarray, k: int, without: np.ndarray,
+                      block: int = 200_000) -> np.ndarray:
+    """Rows of the exact inner-product top-k of xq over xb minus the rows `without` (-1 padded)."""
+    best_s = np.full((len(xq), k), -np.inf, dtype=np.float32)
+    best_i = np.full((len(xq), k), -1, dtype=np.int64)
+    for start in range(0, len(xb), block):
+        part = xb[start:start + block]
+        scores, rows = exact_knn(part, xq, min(k + len(without), len(part)))
+        rows = np.where(rows >= 0, rows + start, -1)
+        scores = np.where(np.isin(rows, without) | (rows < 0), -np.inf, scores)
+        both_s, both_i = np.hstack([best_s, scores]), np.hstack([best_i, rows])
+        top = np.argsort(-both_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(both_s, top, 1), np.take_along_axis(both_i, top, 1)
+    return np.where(np.isfinite(best_s), best_i, -1)
+
+
+def tune_held_out(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, held_out: np.ndarray,
+                  target: float, k: int = 10) -> TuneResult:
+    """Tune on vectors that are not (yet) in the index: the `held_out` rows of `vectors`.
+
+    The index holds every other row; the truth is exact search over those. This is the recall a
+    query from outside the catalogue (an upload) gets; catalogue items as queries do a little better.
+    """
+    kk = min(k, len(vectors) - len(held_out))
+    if kk <= 0 or len(held_out) == 0:
+        return TuneResult({}, 1.0, True)
+    xq = np.ascontiguousarray(vectors[held_out], dtype=np.float32)
+    exact_rows = exact_knn_without(vectors, xq, kk, held_out)
+    truth = np.where(exact_rows >= 0, fids[exact_rows], -1)
+
+    def measure() -> float:
+        return recall_at_k(index.search(xq, kk)[1], truth)
+
+    return _sweep(index, measure, target)
+
+
 def tune(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, target: float, k: int = 10,
          queries: int = 1000, seed: int = 0) -> TuneResult:
-    """Smallest parameter value reaching `target` recall@k (vectors/fids are the indexed items).
-
-    With no tunable parameter (Flat) the recall is measured once. If no value reaches the target,
-    the best one is kept and `met` is False.
+    """Tune on sampled indexed items as queries, each with itself left out (for updated indexes,
+    where nothing can be held out).
     """
     n = len(vectors)
     rng = np.random.default_rng(seed)
@@ -92,6 +132,15 @@ def tune(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, target: floa
         _, found = index.search(xq, kk + 1)
         return recall_at_k(drop_self(found, fids[rows], kk), truth)
 
+    return _sweep(index, measure, target)
+
+
+def _sweep(index: faiss.Index, measure, target: float) -> TuneResult:
+    """Smallest parameter value whose measured recall reaches `target`.
+
+    With no tunable parameter (Flat) the recall is measured once. If no value reaches the target,
+    the best one is kept and `met` is False.
+    """
     tunable = tunable_parameter(index)
     if tunable is None:
         recall = measure()
