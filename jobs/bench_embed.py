@@ -11,6 +11,7 @@ weights, in one run:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
 import shutil
@@ -102,6 +103,7 @@ def the_job(paths: list[Path], args: argparse.Namespace, out: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_before = os.getloadavg()[0]
     work = args.dir or Path(tempfile.mkdtemp(prefix="bench-embed-"))
     paths = product_jpegs(work / "images", args.images, args.size)
     shutil.rmtree(work / "job", ignore_errors=True)
@@ -114,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     speedup = job["images_per_second"] / naive["images_per_second"]
     command = "recsys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     body = f"""Command: `{command}`
-Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}; \
+Machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, \
+device {args.device}, load average {load_before:.1f} at the start (other jobs share the cores when it is \
+over 0; both contestants ran in the same conditions, one after the other); \
 {args.images} generated product JPEGs of {args.size}x{args.size} px; model {args.model}, fp32.
 
 | contestant | images | seconds | images/s |
