@@ -13,7 +13,7 @@ from typing import Any
 
 import tomllib
 
-from embeddings.backbones import DEFAULT_MODEL
+from embeddings.names import DEFAULT_MODEL
 from jobs.errors import UsageError
 
 
