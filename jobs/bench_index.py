@@ -285,6 +285,11 @@ def _report(args, factory, reason, tuned, rows, curve, hnsw_row, nthreads, faiss
     if hnsw_row:
         verdict.append(f"QPS {ours[5] / hnsw_row[5]:.2f} x hnswlib's at recall {hnsw_row[4]:.3f} "
                        "(goal >= 0.80)")
+    ratios = [o[3] / h[3] for o in curve for h in curve
+              if o[0] == "ours" and h[0] == "hnswlib" and o[1] == h[1]]
+    if ratios:
+        verdict.append(f"at equal ef our QPS is {float(np.median(ratios)):.2f} x hnswlib's (median; "
+                       f"{min(ratios):.2f} to {max(ratios):.2f})")
     lines += ["", "Against the goals: " + "; ".join(verdict) + "."]
     return "\n".join(lines)
 
