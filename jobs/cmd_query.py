@@ -28,24 +28,37 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.k <= 1000:
         raise UsageError(f"-k must be from 1 to 1000, not {args.k}")
-    if args.mode != "visual":
-        raise UsageError(f"--mode {args.mode} needs behaviour data (`recsys behaviour fit`); "
-                         "only --mode visual is available for this store")
     try:
         loaded = load_version(args.store, args.version)
     except IndexLoadError as exc:
         raise JobFailed(str(exc)) from None
     if not loaded.has_item(args.item_id):
         raise UsageError(f"item {args.item_id!r} is not in index version {loaded.version} of {args.store}")
-    pairs = loaded.similar(args.item_id, args.k)
-    if args.json:
+    if args.mode == "visual":
+        pairs = loaded.similar(args.item_id, args.k)
         results = [{"item_id": i, "score": round(s, 6), **_display(loaded.metadata(i))} for i, s in pairs]
+    else:
+        results = _blended(args, loaded)
+    pairs = [(row["item_id"], row["score"]) for row in results]
+    if args.json:
         body = {"item_id": args.item_id, "version": loaded.version, "mode": args.mode, "results": results}
         print(json.dumps(body, indent=2, default=str))
     else:
         for rank, (item_id, score) in enumerate(pairs, 1):
             print(f"{rank:>4}  {score:.4f}  {item_id}")
     return 0
+
+
+def _blended(args: argparse.Namespace, loaded) -> list[dict]:
+    """Behaviour or hybrid neighbours through the recommender (needs `recsys behaviour fit`)."""
+    from recsys.errors import InputError as RecsysInputError
+    from recsys.service import Recommender
+
+    try:
+        recommender = Recommender.load(args.store, args.version, index=loaded)
+    except RecsysInputError as exc:
+        raise UsageError(f"--mode {args.mode}: {exc}") from None
+    return recommender.similar(args.item_id, k=args.k, mode=args.mode)
 
 
 def _display(metadata: dict) -> dict:

@@ -70,7 +70,7 @@ def test_exit_codes_and_messages(emb, tmp_path, capsys) -> None:
     code, _, err = run(capsys, "similar", "--store", store, "nope")
     assert code == 2 and "'nope' is not in index version" in err
     code, _, err = run(capsys, "similar", "--store", store, "c1", "--mode", "behaviour")
-    assert code == 2 and "needs behaviour data" in err
+    assert code == 2 and "no behaviour data" in err
     code, _, err = run(capsys, "index", "build", "--embeddings", tmp_path / "missing", "--store", store)
     assert code == 2 and "missing" in err and "embedding_set.json" in err
     code, _, err = run(capsys, "index", "build", "--embeddings", emb, "--store", store,

@@ -132,3 +132,19 @@ def test_cli_fit_recommend_evaluate(store: Path, tmp_path: Path, capsys: pytest.
     bad.write_text("user_id,item_id,timestamp,event\nu,a,1,view\nu,b,2,zap\n")
     assert main(["evaluate", "--events", str(bad)]) == 2
     assert "row 2, column 'event'" in capsys.readouterr().err
+
+
+def test_cli_similar_in_each_mode(fitted: tuple[Path, str, str], capsys: pytest.CaptureFixture) -> None:
+    root, _, version = fitted
+    answers = {}
+    for mode in ("visual", "behaviour", "hybrid"):
+        assert main(["similar", "--store", str(root), "it00", "-k", "5", "--mode", mode, "--json"]) == 0
+        answers[mode] = json.loads(capsys.readouterr().out)
+        assert answers[mode]["mode"] == mode and answers[mode]["version"] == version
+    assert all(len(answer["results"]) == 5 for answer in answers.values())
+    # Users stick to one colour: behaviour neighbours of a red item are red items.
+    assert {r["category"] for r in answers["behaviour"]["results"]} == {"red"}
+    assert "it00" not in [r["item_id"] for r in answers["hybrid"]["results"]]
+    assert main(["similar", "--store", str(root), COLD, "-k", "5", "--mode", "hybrid", "--json"]) == 0
+    cold = json.loads(capsys.readouterr().out)["results"]  # no behaviour: visual neighbours
+    assert len(cold) == 5 and COLD not in [r["item_id"] for r in cold]
