@@ -85,11 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dim", type=int, default=None, help="PCA projection to N dimensions")
     parser.add_argument("--distill-steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16, help="distillation batch size")
-    parser.add_argument("--lr", type=float, default=1e-4, help="distillation learning rate")
+    parser.add_argument("--lr", type=float, default=1.5e-4, help="distillation learning rate")
     parser.add_argument("--time-budget", type=float, default=None,
                         help="seconds: stop distillation early when spent")
     parser.add_argument("--calibration-images", type=int, default=128)
-    parser.add_argument("--calibration", default="percentile", choices=["percentile", "entropy", "minmax"])
+    parser.add_argument("--calibration", default="minmax", choices=["percentile", "entropy", "minmax"])
     parser.add_argument("--holdout", type=float, default=0.2, help="share of images held out for evaluation")
     parser.add_argument("--no-photos", action="store_true", help="skip near-duplicate recall on real photos")
     parser.add_argument("--throughput-images", type=int, default=96,

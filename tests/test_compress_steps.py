@@ -75,7 +75,7 @@ def test_int8_keeps_fidelity_on_real_photos(lite0, photos, tmp_path) -> None:
     got = OnnxEmbedder(int8, lite0.data_config, lite0.dim).embed_images(evaluation)
     cosines = (expected * got).sum(axis=1)
     print(f"int8 cosine to fp32 on real photos: mean {cosines.mean():.4f} min {cosines.min():.4f}")
-    assert cosines.mean() >= 0.95 and cosines.min() >= 0.85, cosines
+    assert cosines.mean() >= 0.98 and cosines.min() >= 0.95, cosines
     # Retrieval order survives: each photo's nearest other photo is the same under both.
     def nearest(v: np.ndarray) -> np.ndarray:
         scores = v @ v.T

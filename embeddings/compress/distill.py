@@ -34,7 +34,7 @@ TeacherFn = Callable[[torch.Tensor], np.ndarray | torch.Tensor]
 class DistillOptions:
     steps: int = 200
     batch_size: int = 16
-    lr: float = 1e-4
+    lr: float = 1.5e-4
     weight_decay: float = 1e-5
     relational_weight: float = 1.0
     time_budget_s: float | None = None  # stop early (and say so) when the budget is spent
@@ -105,14 +105,8 @@ def distill(
     view = augmentation(teacher_size[0])
     norm_teacher, norm_student = normalizer(teacher_config), normalizer(student_config)
     optimizer = torch.optim.AdamW(student.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    warmup = max(1, options.steps // 20)
+    warmup = max(1, min(10, options.steps // 20))
 
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine decay to zero
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, options.steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     # Batch norm keeps the teacher's running statistics: with the small batches a CPU affords,
     # re-estimating them costs more fidelity than it wins; its affine weights still learn.
     student.eval()
@@ -125,15 +119,21 @@ def distill(
         small = batch if student_size == teacher_size else F.interpolate(
             batch, size=student_size, mode="bilinear", antialias=True, align_corners=False)
         loss = distillation_loss(student(norm_student(small)), target, options.relational_weight)
+        # Linear warm-up, then cosine decay over the steps or the time budget, whichever ends first.
+        progress = step / options.steps
+        if options.time_budget_s:
+            progress = max(progress, (time.perf_counter() - started) / options.time_budget_s)
+        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        for group in optimizer.param_groups:
+            group["lr"] = options.lr * scale
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        scheduler.step()
         result.losses.append(loss.item())
         result.steps = step + 1
         if on_step:
             on_step(step, result.losses[-1])
-        if step % 25 == 0:
+        if step % 10 == 0:
             log.info("distill step %d/%d: loss %.4f (%.0f s)", step, options.steps, result.losses[-1],
                      time.perf_counter() - started)
         if options.time_budget_s and time.perf_counter() - started > options.time_budget_s:

@@ -48,12 +48,12 @@ class CompressOptions:
     dim: int | None = None
     distill_steps: int = 300
     batch_size: int = 16
-    lr: float = 1e-4  # Adam moves every weight by about lr a step: pretrained weights need it small
+    lr: float = 1.5e-4  # Adam moves every weight by about lr a step: pretrained weights need it small
     time_budget_s: float | None = None
     holdout: float = 0.2
     max_holdout: int = 400
     calibration_images: int = 128
-    calibration_method: str = "percentile"
+    calibration_method: str = "minmax"
     throughput_images: int = 96  # images timed per variant for the model-alone speed
     seed: int = 0
 
