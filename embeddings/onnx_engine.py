@@ -25,6 +25,7 @@ from PIL import Image
 from timm.layers import Conv2dSame
 from timm.layers.padding import get_same_padding
 
+from embeddings.embedder import l2_normalize
 from embeddings.errors import InputError
 from embeddings.preprocess import build_transform
 
@@ -118,11 +119,6 @@ def make_session(onnx_path: Path, threads: int | None = None) -> ort.InferenceSe
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def _l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
 class OnnxEmbedder:
     """The `embeddings.embedder.Embedder` surface over an onnxruntime session.
 
@@ -153,9 +149,9 @@ class OnnxEmbedder:
         array = batch.numpy() if isinstance(batch, torch.Tensor) else batch
         if len(array) == 0:
             return np.zeros((0, self.dim), np.float32)
-        vectors = _l2_normalize(self.features(array))
+        vectors = l2_normalize(self.features(array))
         if self.projection is not None:
-            vectors = _l2_normalize((vectors - self.mean) @ self.projection)
+            vectors = l2_normalize((vectors - self.mean) @ self.projection)
         return vectors
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:

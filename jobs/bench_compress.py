@@ -21,9 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter
 
-from embeddings.backbones import DEFAULT_MODEL
-from embeddings.compress.pipeline import CompressOptions, compress
-from embeddings.compress.report import markdown_table
+from embeddings.names import DEFAULT_MODEL
 from jobs.benchmarks_md import write_section
 from jobs.cmd_compress import near_duplicate_photos
 from jobs.demo_data import BACKGROUNDS, COLOURS, PATTERNS, SHAPES, draw_item
@@ -101,6 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from embeddings.compress.pipeline import CompressOptions, compress
+    from embeddings.compress.report import markdown_table
+
     work = args.dir or Path(tempfile.mkdtemp(prefix="bench-compress-"))
     started = time.perf_counter()
     catalog = make_catalogue(work / "images", args.images)

@@ -3,74 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import io
 import logging
-import random
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-from PIL import Image, ImageEnhance
-
-from embeddings.backbones import DEFAULT_MODEL
-from embeddings.catalog import catalog_from_folder, read_catalog
-from embeddings.compress.pipeline import CompressOptions, NearDuplicates, check_options, compress
-from embeddings.compress.quantize import PRECISIONS
-from embeddings.compress.report import markdown_table
+from embeddings.names import DEFAULT_MODEL, QUANTIZE_PRECISIONS
 from jobs.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-# The Foundation test's near-duplicate setup (tests/photos.py): distinct real photos shipped in
-# scikit-image, each as itself plus augmented copies (crop, flip, colour, low-quality JPEG).
-PHOTO_NAMES = [
-    "astronaut", "chelsea", "coffee", "rocket", "camera", "hubble_deep_field",
-    "immunohistochemistry", "retina", "moon", "coins", "clock", "motorcycle",
-]
 
-
-def _photo(name: str) -> Image.Image:
-    import skimage.data
-
-    array = skimage.data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skimage.data, name)()
-    if array.dtype != np.uint8:
-        array = (array * 255).astype(np.uint8) if array.max() <= 1 else array.astype(np.uint8)
-    return Image.fromarray(array).convert("RGB")
-
-
-def _augment(image: Image.Image, rng: random.Random) -> Image.Image:
-    width, height = image.size
-    scale = rng.uniform(0.65, 0.9)
-    w, h = int(width * scale), int(height * scale)
-    left, top = rng.randint(0, width - w), rng.randint(0, height - h)
-    out = image.crop((left, top, left + w, top + h))
-    if rng.random() < 0.5:
-        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.75, 1.25))
-    out = ImageEnhance.Contrast(out).enhance(rng.uniform(0.75, 1.25))
-    out = ImageEnhance.Color(out).enhance(rng.uniform(0.7, 1.3))
-    buffer = io.BytesIO()
-    out.save(buffer, format="JPEG", quality=rng.randint(15, 35))
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
-def near_duplicate_photos(n_variants: int = 4, seed: int = 0) -> NearDuplicates | None:
+def near_duplicate_photos(n_variants: int = 4, seed: int = 0) -> Any:
     """The real-photo near-duplicate set, or None where scikit-image is not installed."""
     try:
         import skimage.data  # noqa: F401 - only to know whether the photos are there
     except ImportError:
         log.warning("scikit-image is not installed: the report has no near-duplicate recall")
         return None
-    rng = random.Random(seed)
-    images, labels, queries = [], [], []
-    for name in PHOTO_NAMES:
-        photo = _photo(name)
-        images.append(photo)
-        labels.append(name)
-        queries.append(False)
-        for _ in range(n_variants):
-            images.append(_augment(photo, rng))
-            labels.append(name)
-            queries.append(True)
+    import numpy as np
+
+    from embeddings.compress.pipeline import NearDuplicates
+    from jobs.real_photos import near_duplicate_sets
+
+    images, labels, queries = near_duplicate_sets(n_variants, seed)
     return NearDuplicates(images, np.array(labels), np.array(queries))
 
 
@@ -81,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="student timm architecture, optionally @PIXELS for its input size "
                              "(e.g. tf_efficientnet_lite0@160); default: the teacher itself")
     parser.add_argument("--prune", type=float, default=None, help="share of channels to remove (0-1)")
-    parser.add_argument("--quantize", default="int8", choices=PRECISIONS)
+    parser.add_argument("--quantize", default="int8", choices=QUANTIZE_PRECISIONS)
     parser.add_argument("--dim", type=int, default=None, help="PCA projection to N dimensions")
     parser.add_argument("--distill-steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16, help="distillation batch size")
@@ -105,7 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def options_from(args: argparse.Namespace) -> CompressOptions:
+def options_from(args: argparse.Namespace) -> Any:
+    """The checked CompressOptions (bad ratios and sizes fail before any model loads)."""
+    from embeddings.compress.pipeline import CompressOptions, check_options
+
     if args.batch_size < 2:
         raise UsageError(f"--batch-size must be at least 2 (the relational loss compares items), "
                          f"not {args.batch_size}")
@@ -125,6 +83,11 @@ def options_from(args: argparse.Namespace) -> CompressOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here so that the rest of the command line does not pay for torch.
+    from embeddings.catalog import catalog_from_folder, read_catalog
+    from embeddings.compress.pipeline import compress
+    from embeddings.compress.report import markdown_table
+
     options = options_from(args)
     catalog = read_catalog(args.catalog) if args.catalog else catalog_from_folder(args.images)
     photos = None if args.no_photos else near_duplicate_photos()

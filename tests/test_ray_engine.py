@@ -42,13 +42,13 @@ def test_ray_engine_matches_local_engine_and_resumes(tmp_path, lite0, local_ray)
 
     # A crash after part 2: its file and the manifest are gone. The rerun redoes only that part.
     out = tmp_path / "ray"
-    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name != "part-00002.parquet"}
-    (out / "part-00002.parquet").unlink()
+    lost = "part-00002.parquet"
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name != lost}
+    (out / lost).unlink()
     (out / "embedding_set.json").unlink()
     again = embed_with_ray(catalog, out, lite0, options, runtime="onnx")
     assert again["counts"] == report["counts"]
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")
-            if p.name != "part-00002.parquet"} == kept
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name != lost} == kept
     resumed = read_embedding_set(out)
     assert resumed.item_ids.tolist() == local.item_ids.tolist()
     assert np.sum(resumed.vectors * local.vectors, axis=1).min() >= 0.9999

@@ -31,6 +31,7 @@ from onnxruntime.quantization import (
 )
 
 from embeddings.errors import InputError
+from embeddings.names import QUANTIZE_PRECISIONS
 from embeddings.onnx_engine import INPUT_NAME
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ CALIBRATION_METHODS = {
     "entropy": CalibrationMethod.Entropy,
 }
 DEFAULT_KEEP_FLOAT = ("/conv_stem/", "/blocks.0/")  # timm EfficientNet/MobileNet module names
-PRECISIONS = ("int8", "fp16", "bf16", "none")
+PRECISIONS = QUANTIZE_PRECISIONS
 
 
 class _Batches(CalibrationDataReader):

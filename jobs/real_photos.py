@@ -1,4 +1,10 @@
-"""Real photos from scikit-image's wheel, and the augmented variants the retrieval tests use."""
+"""Real photos shipped inside scikit-image's wheel, and the augmented near-duplicates built from them.
+
+The Foundation test (tests/test_near_duplicates.py) and the compression report's near-duplicate
+recall use the same set: distinct photos, each as itself plus augmented copies (random crop, flip,
+colour jitter, low-quality JPEG re-encoding). scikit-image is a dev dependency; without it the
+compression report leaves near-duplicate recall out.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,9 @@ import io
 import random
 
 import numpy as np
-import skimage.data
 from PIL import Image, ImageEnhance
 
-# Distinct real photos shipped inside scikit-image (no download). `cat` repeats `chelsea`,
-# and the stereo pair is one scene, so only its left view is used.
+# `cat` repeats `chelsea`, and the stereo pair is one scene, so only its left view is used.
 PHOTO_NAMES = [
     "astronaut", "chelsea", "coffee", "rocket", "camera", "hubble_deep_field",
     "immunohistochemistry", "retina", "moon", "coins", "clock", "motorcycle",
@@ -18,10 +22,9 @@ PHOTO_NAMES = [
 
 
 def real_photo(name: str) -> Image.Image:
-    if name == "motorcycle":
-        array = skimage.data.stereo_motorcycle()[0]
-    else:
-        array = getattr(skimage.data, name)()
+    import skimage.data
+
+    array = skimage.data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(skimage.data, name)()
     if array.dtype != np.uint8:
         array = (array * 255).astype(np.uint8) if array.max() <= 1 else array.astype(np.uint8)
     return Image.fromarray(array).convert("RGB")
@@ -48,12 +51,19 @@ def augment(image: Image.Image, rng: random.Random) -> Image.Image:
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
 
-def variant_sets(n_variants: int = 4, seed: int = 0) -> tuple[list[Image.Image], list[str]]:
-    """Each photo with `n_variants` augmented variants, and the photo name of each image."""
+def near_duplicate_sets(
+    n_variants: int = 4, seed: int = 0
+) -> tuple[list[Image.Image], list[str], list[bool]]:
+    """Every photo followed by its variants: images, the photo name of each, and whether it is a
+    variant (the queries of the near-duplicate test)."""
     rng = random.Random(seed)
-    images, labels = [], []
+    images, labels, is_variant = [], [], []
     for name, photo in real_photos().items():
+        images.append(photo)
+        labels.append(name)
+        is_variant.append(False)
         for _ in range(n_variants):
             images.append(augment(photo, rng))
             labels.append(name)
-    return images, labels
+            is_variant.append(True)
+    return images, labels, is_variant
