@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--items", type=int, default=300)
     demo.add_argument("--users", type=int, default=400)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-compress", action="store_true",
+                      help="embed with the pretrained teacher instead of its int8 artifact")
     demo.add_argument("--serve", action="store_true", help="then serve the store over HTTP")
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(func=run_demo)
@@ -183,7 +185,22 @@ def _store_vectors(store: Path, version: str | None):  # noqa: ANN202 - VisualVe
                          np.asarray(loaded.vectors, dtype=np.float32))
 
 
-@_input_errors
+def _compress_for_demo(catalog_file: Path, out: Path) -> Path:
+    """The pretrained Lite0 quantized to int8 (static, calibrated on the demo catalogue), with its
+    fidelity report; a full chain with distillation is `recsys compress` (see README)."""
+    from embeddings.catalog import read_catalog
+    from embeddings.compress.pipeline import CompressOptions, compress
+    from embeddings.compress.report import markdown_table
+
+    artifact = out / "model"
+    if (artifact / "model.json").is_file():
+        return artifact.resolve()
+    options = CompressOptions(quantize="int8", distill_steps=0, calibration_images=64, throughput_images=16)
+    report = compress("tf_efficientnet_lite0", read_catalog(catalog_file), artifact, options)
+    print(markdown_table(report["variants"]))
+    return artifact.resolve()
+
+
 def _show_examples(store: Path, items: int = 3, k: int = 5) -> None:
     """Print a few items with their similar items, and one user's recommendations."""
     from recsys.service import Recommender
@@ -201,6 +218,7 @@ def _show_examples(store: Path, items: int = 3, k: int = 5) -> None:
         print(f"  {row['score']:.3f}  {row['item_id']}  {row.get('title', '')}  ({row.get('source', '')})")
 
 
+@_input_errors
 def run_demo(args: argparse.Namespace) -> int:
     from jobs.demo_data import DemoConfig, generate
     from jobs.nightly import run_nightly
@@ -211,9 +229,10 @@ def run_demo(args: argparse.Namespace) -> int:
     log.info("demo data in %s", out / "data")
     # Embed, index, fit behaviour, gate and publish through the nightly pipeline (rerun it with
     # `recsys nightly --config DIR/nightly.toml`).
+    model = "tf_efficientnet_lite0" if args.no_compress else str(_compress_for_demo(data.catalog, out))
     config = out / "nightly.toml"
     config.write_text('work_dir = "nightly"\nstore = "store"\n[catalog]\nfile = "data/catalog.csv"\n'
-                      '[behaviour]\nevents = "data/events.csv"\n')
+                      f'[embed]\nmodel = "{model}"\n[behaviour]\nevents = "data/events.csv"\n')
     run_nightly(load_config(config))
     store = out / "store"
     eval_args = argparse.Namespace(events=data.events, store=store, version=None, split="temporal",
