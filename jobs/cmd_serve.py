@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if args.reload_interval < 0:
         raise UsageError(f"--reload-interval must be 0 or more, not {args.reload_interval}")
     settings = Settings.from_env(args.store, reload_interval_s=args.reload_interval)
+    print(f"serving {args.store} at http://{args.host}:{args.port}/  (page: http://{args.host}:{args.port}/ui)",
+          flush=True)
     # One worker process: the index is held once in memory, and a reload swaps it in place.
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
                 access_log=args.access_log, loop="auto", http="auto", timeout_graceful_shutdown=5)
