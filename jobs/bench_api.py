@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from jobs.benchmarks_md import write_section
 from jobs.errors import JobFailed, UsageError
 
 SECTION = "## API"
@@ -108,15 +109,6 @@ def _wait_ready(base: str, process: subprocess.Popen, timeout: float = 300) -> d
     raise JobFailed(f"recsys serve was not ready within {timeout} s")
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's own section of BENCHMARKS.md (or append it)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    section = f"{SECTION}\n\n{body.strip()}\n\n"
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
-
-
 def run(args: argparse.Namespace) -> int:
     from index.build import build_version
     from index.store import IndexStore
@@ -190,7 +182,7 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
         log.close()
     IndexStore(store).prune(keep=2)
     report = _report(args, rows, reloads, first, load_s, build_s)
-    write_section(args.out, report)
+    write_section(args.out, SECTION, report)
     print(report)
     return 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from jobs.benchmarks_md import write_section
 from jobs.errors import JobFailed, UsageError
 
 SECTION = "## Index"
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
              "the cores, so wall-clock builds and QPS here are lower bounds for an idle machine.")
     print(body)
     if str(args.out) != "-":
-        _write_section(args.out, body)
+        write_section(args.out, SECTION, body)
         log(f"wrote section {SECTION!r} of {args.out}")
     ok = ours_recall >= args.target_recall
     if not ok:
@@ -302,18 +302,6 @@ def _cpu() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
-
-
-def _write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's own section of BENCHMARKS.md, or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    section = f"{SECTION}\n\n{body.strip()}\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section, text, count=1) if pattern.search(text) else \
-        text.rstrip("\n") + "\n\n" + section
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _Log:

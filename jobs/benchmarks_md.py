@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 
 def write_section(path: Path, heading: str, body: str) -> None:
-    """Replace the section that starts with `heading` (e.g. "## Embedding") or append it."""
+    """Replace the section that starts with `heading` (e.g. "## Embedding") or append it.
+
+    The file is rewritten under a temporary name and renamed, so a crash never truncates it."""
     path = Path(path)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
@@ -16,4 +19,6 @@ def write_section(path: Path, heading: str, body: str) -> None:
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text.rstrip("\n") + "\n")
+    os.replace(tmp, path)
