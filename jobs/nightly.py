@@ -303,11 +303,14 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
 
     if config.events is None:
         return candidate
+    from recsys.events import load_events
+
     with report.stage("behaviour") as info:
-        candidate = _fit_behaviour(config, store, candidate, state, run, info)
+        events = load_events(config.events)  # read once: the fit and the offline gate share it
+        candidate = _fit_behaviour(config, store, candidate, state, run, info, events)
     with report.stage("offline_eval") as info:
         try:
-            new, old = _offline_recalls(config, store, candidate, serving)
+            new, old = _offline_recalls(store, candidate, serving, events)
         except RecsysInputError as exc:  # too few events to split: like the behaviour fit, go on
             report.gate("offline_recall", True, None, None, f"not measured: {exc}")
             return candidate
@@ -368,13 +371,11 @@ def _build(config: NightlyConfig, embed_dir: Path, store: Any) -> tuple[str, flo
 
 
 def _fit_behaviour(config: NightlyConfig, store: Any, candidate: str, state: dict[str, Any],
-                   run: dict[str, Any], info: dict[str, Any]) -> str:
+                   run: dict[str, Any], info: dict[str, Any], events: pd.DataFrame) -> str:
     """A new unpublished version: the candidate's index plus behaviour; the index-only one is dropped."""
     from index.store import load_version
     from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
-    from recsys.events import load_events
 
-    events = load_events(config.events)
     loaded = load_version(store.root, candidate, mmap=False)
     behaviour = fit_behaviour(events, loaded, FitOptions(model=config.behaviour_model))
     version = write_version(store.root, candidate, behaviour, str(config.events), publish=False)
@@ -385,8 +386,8 @@ def _fit_behaviour(config: NightlyConfig, store: Any, candidate: str, state: dic
     return version
 
 
-def _offline_recalls(config: NightlyConfig, store: Any, candidate: str,
-                     serving: str | None) -> tuple[float, float | None]:
+def _offline_recalls(store: Any, candidate: str, serving: str | None,
+                     events: pd.DataFrame) -> tuple[float, float | None]:
     """Hybrid Recall@10 of the candidate and of the serving version on the same temporal split.
 
     Both are scored on the events about the candidate's catalogue: an item dropped from the
@@ -396,10 +397,8 @@ def _offline_recalls(config: NightlyConfig, store: Any, candidate: str,
     """
     from index.store import load_version
     from recsys.behaviour_store import load_behaviour
-    from recsys.events import load_events
 
     new_loaded = load_version(store.root, candidate, mmap=False)
-    events = load_events(config.events)
     events = events[events.item_id.isin(set(new_loaded.items["item_id"].astype(str)))]
     new_manifest = load_behaviour(new_loaded.path).manifest
     new = _hybrid_recall(events, new_loaded, new_manifest)
