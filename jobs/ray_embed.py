@@ -39,14 +39,14 @@ class DecodeBatch:
     def __init__(self, data_config: dict[str, Any], reusable: dict[str, str], draft: tuple[int, int] | None,
                  http_timeout: float) -> None:
         self.data_config = data_config
+        self.transform = build_transform(data_config)  # once per actor, not per batch
         self.reusable = reusable
         self.draft = draft
         self.http_timeout = http_timeout
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        dataset = CatalogImages(batch["image"].tolist(), batch["item_id"].tolist(),
-                                build_transform(self.data_config), reusable=self.reusable,
-                                draft_size=self.draft, http_timeout=self.http_timeout)
+        dataset = CatalogImages(batch["image"].tolist(), batch["item_id"].tolist(), self.transform,
+                                reusable=self.reusable, draft_size=self.draft, http_timeout=self.http_timeout)
         items = dataset.__getitems__(list(range(len(batch["row"]))))
         height, width = self.data_config["input_size"][1:]
         pixels = np.zeros((len(items), 3, height, width), np.float32)
