@@ -5,7 +5,7 @@ all its items are done. A rerun with the same catalogue and model into the same 
 finished slices, so a crash (kill -9 included) loses at most the slices in flight.
 
 `plan_run`, `PartWriter` and `finish_run` are shared by every engine: the local engine below
-(DataLoader decoding workers feeding one model) and the Ray Data engine in `jobs/ray_embed.py`.
+(DataLoader decoding workers feeding one model) and the Ray Data engine in `embeddings/ray_engine.py`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,15 @@ COLD_WEIGHT_GRID = (1.0,)
 class VisualVectors:
     item_ids: np.ndarray  # (n,) str
     vectors: np.ndarray  # (n, dim) float32, unit length
+
+    @classmethod
+    def from_store(cls, store: str | Path, version: str | None = None) -> VisualVectors:
+        """The item vectors of a store version (CURRENT by default)."""
+        from index.store import load_version
+
+        loaded = load_version(store, version)
+        item_ids = loaded.items["item_id"].astype(str).to_numpy()
+        return cls(item_ids, np.asarray(loaded.vectors, dtype=np.float32))
 
 
 @dataclass

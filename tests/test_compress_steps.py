@@ -21,7 +21,7 @@ from embeddings.embedder import Embedder
 from embeddings.errors import InputError
 from embeddings.onnx_engine import OnnxEmbedder, export_onnx
 from embeddings.preprocess import build_transform
-from jobs.real_photos import augment, real_photos
+from jobs.fixtures.real_photos import augment, real_photos
 from tests.imagegen import product_image
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from embeddings.catalog import read_catalog
-from jobs.demo_data import DemoConfig, draw_item, generate
+from jobs.demo.data import DemoConfig, draw_item, generate
 from recsys.events import load_events
 
 SMALL = DemoConfig(n_items=30, n_users=25, days=20, late_days=5, late_frac=0.3)

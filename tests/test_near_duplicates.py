@@ -12,7 +12,7 @@ import torch
 from embeddings.backbones import load_backbone
 from embeddings.embedding_set import read_embedding_set
 from embeddings.runner import EmbedOptions, embed_catalog
-from jobs.real_photos import augment, real_photos
+from jobs.fixtures.real_photos import augment, real_photos
 
 N_VARIANTS = 4
 

@@ -20,9 +20,10 @@ import pytest
 from embeddings.embedding_set import read_embedding_set
 from index.store import IndexStore, load_version
 from jobs.cli import main
-from jobs.demo_data import DemoConfig, generate
-from jobs.nightly import GateFailed, read_state, run_lock, run_nightly
-from jobs.nightly_config import load_config
+from jobs.demo.data import DemoConfig, generate
+from jobs.nightly.config import load_config
+from jobs.nightly.run import GateFailed, run_nightly
+from jobs.nightly.state import read_state, run_lock
 from tests.imagegen import product_image, write_images
 
 FAST = """
@@ -189,7 +190,7 @@ def test_killed_run_leaves_serving_alone_and_the_next_run_resumes(tmp_path: Path
 
 
 def test_example_config_holds_every_key_with_its_default() -> None:
-    from jobs.nightly_config import SECTIONS, NightlyConfig
+    from jobs.nightly.config import SECTIONS, NightlyConfig
 
     example = Path(__file__).parents[1] / "examples" / "nightly.toml"
     config = load_config(example)

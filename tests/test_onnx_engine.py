@@ -15,7 +15,7 @@ from embeddings.embedder import Embedder
 from embeddings.engines import make_embedder
 from embeddings.errors import InputError
 from embeddings.onnx_engine import OnnxEmbedder, export_onnx
-from jobs.real_photos import real_photos
+from jobs.fixtures.real_photos import real_photos
 
 
 @pytest.fixture(scope="module")

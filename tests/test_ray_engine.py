@@ -22,7 +22,7 @@ def local_ray():
 
 
 def test_ray_engine_matches_local_engine_and_resumes(tmp_path, lite0, local_ray) -> None:
-    from jobs.ray_embed import embed_with_ray
+    from embeddings.ray_engine import embed_with_ray
 
     images = tmp_path / "images"
     write_images(images, 40)

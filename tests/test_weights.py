@@ -6,7 +6,7 @@ import torch
 
 from embeddings.backbones import bundled_weights_path, load_classifier
 from embeddings.preprocess import build_transform
-from jobs.real_photos import real_photo
+from jobs.fixtures.real_photos import real_photo
 
 TABBY, TIGER_CAT, PERSIAN, SIAMESE, EGYPTIAN = 281, 282, 283, 284, 285
 ESPRESSO = 967

@@ -23,7 +23,7 @@ def near_duplicate_photos(n_variants: int = 4, seed: int = 0) -> Any:
     import numpy as np
 
     from embeddings.compress.pipeline import NearDuplicates
-    from jobs.real_photos import near_duplicate_sets
+    from jobs.fixtures.real_photos import near_duplicate_sets
 
     images, labels, queries = near_duplicate_sets(n_variants, seed)
     return NearDuplicates(images, np.array(labels), np.array(queries))

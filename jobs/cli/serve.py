@@ -21,20 +21,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from recsys.api import Settings, create_app
-
     if not args.store.is_dir():
         raise UsageError(f"--store {args.store}: not a folder")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: not a port number")
     if args.reload_interval < 0:
         raise UsageError(f"--reload-interval must be 0 or more, not {args.reload_interval}")
-    settings = Settings.from_env(args.store, reload_interval_s=args.reload_interval)
-    print(f"serving {args.store} at http://{args.host}:{args.port}/  (page: http://{args.host}:{args.port}/ui)",
-          flush=True)
-    # One worker process: the index is held once in memory, and a reload swaps it in place.
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log, loop="auto", http="auto", timeout_graceful_shutdown=5)
+    return serve(args.store, args.host, args.port, args.reload_interval, args.log_level, args.access_log)
+
+
+def serve(store: Path, host: str = "127.0.0.1", port: int = 8000, reload_interval: float = 2.0,
+          log_level: str = "info", access_log: bool = False) -> int:
+    """Serve `store` until interrupted (one worker: the index is held once, a reload swaps it in place)."""
+    import uvicorn
+
+    from recsys.api import Settings, create_app
+
+    settings = Settings.from_env(store, reload_interval_s=reload_interval)
+    print(f"serving {store} at http://{host}:{port}/  (page: http://{host}:{port}/ui)", flush=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+                access_log=access_log, loop="auto", http="auto", timeout_graceful_shutdown=5)
     return 0

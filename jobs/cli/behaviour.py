@@ -1,4 +1,4 @@
-"""`recsys behaviour fit`, `recsys recommend`, `recsys evaluate` and `recsys demo`."""
+"""`recsys behaviour fit`, `recsys recommend` and `recsys evaluate`."""
 
 from __future__ import annotations
 
@@ -49,17 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--json", type=Path, default=None, help="write the report here")
     _events_options(ev)
     ev.set_defaults(func=run_evaluate)
-
-    demo = subparsers.add_parser("demo", help="generate demo data, embed, index, fit, evaluate (and serve)")
-    demo.add_argument("--dir", type=Path, default=Path("demo"))
-    demo.add_argument("--items", type=int, default=300)
-    demo.add_argument("--users", type=int, default=400)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-compress", action="store_true",
-                      help="embed with the pretrained teacher instead of its int8 artifact")
-    demo.add_argument("--serve", action="store_true", help="then serve the store over HTTP")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.set_defaults(func=run_demo)
 
 
 def _events_options(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +142,7 @@ def run_recommend(args: argparse.Namespace) -> int:
 
 @_input_errors
 def run_evaluate(args: argparse.Namespace) -> int:
-    from recsys.evaluation import evaluate, format_table
+    from recsys.evaluation import VisualVectors, evaluate, format_table
 
     if args.k < 1:
         raise UsageError(f"-k must be at least 1, not {args.k}")
@@ -162,7 +151,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if name not in ("cooc", "ease"):
             raise UsageError(f"--models: {name!r} is not a behaviour model (cooc, ease)")
     events = _load_events(args)
-    vectors = _store_vectors(args.store, args.version) if args.store else None
+    vectors = VisualVectors.from_store(args.store, args.version) if args.store else None
     report = evaluate(events, vectors, split=args.split, test_frac=args.test_frac, seed=args.seed, k=args.k,
                       behaviour_names=names, hybrid_weight=args.hybrid_weight, cleaning=_cleaning(args),
                       recency_half_life_days=args.recency_half_life_days or None)
@@ -171,81 +160,4 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
     print(format_table(report))
-    return 0
-
-
-def _store_vectors(store: Path, version: str | None):  # noqa: ANN202 - VisualVectors
-    import numpy as np
-
-    from index.store import load_version
-    from recsys.evaluation import VisualVectors
-
-    loaded = load_version(store, version)
-    return VisualVectors(loaded.items["item_id"].astype(str).to_numpy(),
-                         np.asarray(loaded.vectors, dtype=np.float32))
-
-
-def _compress_for_demo(catalog_file: Path, out: Path) -> Path:
-    """The pretrained Lite0 quantized to int8 (static, calibrated on the demo catalogue), with its
-    fidelity report; a full chain with distillation is `recsys compress` (see README)."""
-    from embeddings.catalog import read_catalog
-    from embeddings.compress.pipeline import CompressOptions, compress
-    from embeddings.compress.report import markdown_table
-
-    artifact = out / "model"
-    if (artifact / "model.json").is_file():
-        return artifact.resolve()
-    options = CompressOptions(quantize="int8", distill_steps=0, calibration_images=64, throughput_images=16)
-    report = compress("tf_efficientnet_lite0", read_catalog(catalog_file), artifact, options)
-    print(markdown_table(report["variants"]))
-    return artifact.resolve()
-
-
-def _show_examples(store: Path, items: int = 3, k: int = 5) -> None:
-    """Print a few items with their similar items, and one user's recommendations."""
-    from recsys.service import Recommender
-
-    recommender = Recommender.load(store)
-    catalogue = recommender.index.items
-    for item_id in catalogue["item_id"].head(items):
-        title = catalogue.set_index("item_id").at[item_id, "title"] if "title" in catalogue else ""
-        print(f"\nitems like {item_id} {title}:")
-        for row in recommender.similar(item_id, k=k, mode="hybrid"):
-            print(f"  {row['score']:.3f}  {row['item_id']}  {row.get('title', '')}")
-    user = recommender.behaviour.interactions.user_ids[0]
-    print(f"\nfor user {user}:")
-    for row in recommender.recommend(str(user), k=k):
-        print(f"  {row['score']:.3f}  {row['item_id']}  {row.get('title', '')}  ({row.get('source', '')})")
-
-
-@_input_errors
-def run_demo(args: argparse.Namespace) -> int:
-    from jobs.demo_data import DemoConfig, generate
-    from jobs.nightly import run_nightly
-    from jobs.nightly_config import load_config
-
-    out: Path = args.dir
-    data = generate(out / "data", DemoConfig(n_items=args.items, n_users=args.users, seed=args.seed))
-    log.info("demo data in %s", out / "data")
-    # Embed, index, fit behaviour, gate and publish through the nightly pipeline (rerun it with
-    # `recsys nightly --config DIR/nightly.toml`).
-    model = "tf_efficientnet_lite0" if args.no_compress else str(_compress_for_demo(data.catalog, out))
-    config = out / "nightly.toml"
-    config.write_text('work_dir = "nightly"\nstore = "store"\n[catalog]\nfile = "data/catalog.csv"\n'
-                      f'[embed]\nmodel = "{model}"\n[behaviour]\nevents = "data/events.csv"\n')
-    run_nightly(load_config(config))
-    store = out / "store"
-    eval_args = argparse.Namespace(events=data.events, store=store, version=None, split="temporal",
-                                   test_frac=0.2, seed=0, k=10, models="cooc,ease", hybrid_weight=None,
-                                   json=out / "evaluation.json", event_weights=None,
-                                   recency_half_life_days=14.0, decay_half_life_days=None,
-                                   bot_events_per_hour=1000)
-    run_evaluate(eval_args)
-    _show_examples(store)
-    print(f"store: {store}  (try: recsys similar --store {store} item00000 --mode hybrid; "
-          f"recsys recommend --store {store} user00000)")
-    if args.serve:
-        from jobs.cli import main
-
-        return main(["serve", "--store", str(store), "--port", str(args.port)])
     return 0

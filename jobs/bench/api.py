@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs.benchmarks_md import write_section
+from jobs.bench.markdown import write_section
 from jobs.errors import JobFailed, UsageError
 
 SECTION = "## API"

@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from embeddings.names import DEFAULT_MODEL
-from jobs.benchmarks_md import write_section
-from jobs.demo_data import BACKGROUNDS, COLOURS, PATTERNS, SHAPES, draw_item
+from jobs.bench.markdown import write_section
+from jobs.demo.data import BACKGROUNDS, COLOURS, PATTERNS, SHAPES, draw_item
 
 SECTION = "## Embedding throughput"
 

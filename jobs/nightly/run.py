@@ -17,15 +17,9 @@ CURRENT alone.
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
-import os
 import secrets
 import shutil
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,22 +28,16 @@ import numpy as np
 import pandas as pd
 
 from embeddings.embedding_set import MANIFEST as EMBEDDING_MANIFEST
-from embeddings.embedding_set import atomic_write_json
 from jobs.errors import JobFailed
-from jobs.nightly_config import NightlyConfig, as_dict
+from jobs.nightly.config import NightlyConfig
+from jobs.nightly.report import Rejected, RunReport, now
+from jobs.nightly.state import read_state, run_lock, write_state
 from recsys.errors import InputError as RecsysInputError
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = "nightly.lock"
-STATE_FILE = "state.json"
 RUNS_DIR = "runs"
-REPORTS_DIR = "reports"
 RECALL_K = 10
-
-
-class RunLocked(JobFailed):
-    """Another nightly run holds the work folder's lock (exit code 1; nothing was done)."""
 
 
 class GateFailed(JobFailed):
@@ -58,110 +46,6 @@ class GateFailed(JobFailed):
     def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
         self.report = report
-
-
-class _Rejected(Exception):
-    def __init__(self, gate: dict[str, Any]) -> None:
-        super().__init__(gate["detail"])
-        self.gate = gate
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-# -- lock and state --------------------------------------------------------------------------------
-@contextmanager
-def run_lock(work_dir: Path) -> Iterator[Path]:
-    """Hold an exclusive flock on `work_dir/nightly.lock`; RunLocked at once if another run holds it.
-
-    The kernel drops the lock when the process dies, so a killed run never leaves a stale lock.
-    """
-    work_dir.mkdir(parents=True, exist_ok=True)
-    path = work_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise RunLocked(f"{path}: another nightly run (pid {holder}) holds the lock; "
-                        "this run did nothing") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield path
-    finally:
-        os.close(fd)
-
-
-def read_state(work_dir: Path) -> dict[str, Any]:
-    path = work_dir / STATE_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise JobFailed(f"{path}: not valid JSON ({exc}); fix or delete it (the next run then embeds "
-                        "everything afresh)") from None
-
-
-def _write_state(work_dir: Path, state: dict[str, Any]) -> None:
-    atomic_write_json(state, work_dir / STATE_FILE)
-
-
-# -- the report ------------------------------------------------------------------------------------
-class RunReport:
-    """Collects stages and gates, logs one line per stage, writes `reports/<run_id>.json`."""
-
-    def __init__(self, config: NightlyConfig, run_id: str, resumed: bool, serving: str | None) -> None:
-        self.path = config.work_dir / REPORTS_DIR / f"{run_id}.json"
-        self.started = time.perf_counter()
-        self.data: dict[str, Any] = {
-            "run_id": run_id, "status": "running", "resumed": resumed, "started_at": _now(),
-            "config": as_dict(config), "serving_before": serving, "serving_after": serving,
-            "published": None, "reason": None, "stages": [], "gates": [],
-        }
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[dict[str, Any]]:
-        """Time a stage; the yielded dict takes its counts. Logs one line whatever the outcome."""
-        info: dict[str, Any] = {"name": name, "status": "running"}
-        self.data["stages"].append(info)
-        tick = time.perf_counter()
-        try:
-            yield info
-            info["status"] = "ok"
-        except _Rejected:
-            info["status"] = "rejected"
-            raise
-        except BaseException as exc:
-            info["status"] = "error"
-            info["error"] = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            info["seconds"] = round(time.perf_counter() - tick, 3)
-            details = ", ".join(f"{k} {v}" for k, v in info.items()
-                                if k not in ("name", "status", "seconds", "error"))
-            log.info("nightly %s: %s %s in %.1fs%s", self.data["run_id"], name, info["status"],
-                     info["seconds"], f" ({details})" if details else "")
-
-    def gate(self, name: str, passed: bool, value: Any, limit: Any, detail: str) -> None:
-        """Record a gate; a failed one stops the run (raises _Rejected)."""
-        gate = {"name": name, "passed": bool(passed), "value": value, "limit": limit, "detail": detail}
-        self.data["gates"].append(gate)
-        log.info("nightly %s: gate %s %s: %s", self.data["run_id"], name, "passed" if passed else "FAILED",
-                 detail)
-        if not passed:
-            raise _Rejected(gate)
-
-    def finish(self, status: str, **fields: Any) -> dict[str, Any]:
-        self.data.update(status=status, finished_at=_now(),
-                         seconds=round(time.perf_counter() - self.started, 3), **fields)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.data, self.path)
-        self.data["report_path"] = str(self.path)
-        return self.data
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -184,7 +68,7 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
     store = IndexStore(config.store)
     catalog = _read_catalog(config)
     run, resumed = _start_run(state, catalog_fingerprint(catalog), config, store)
-    _write_state(work, state)
+    write_state(work, state)
     serving = store.current_version()
     report = RunReport(config, run["run_id"], resumed, serving)
     log.info("nightly %s: %s, serving %s, %d catalogue items", run["run_id"],
@@ -195,12 +79,12 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
             store.publish(candidate)
             info["version"] = candidate
             info["pruned"] = store.prune(config.keep_versions)
-    except _Rejected as rejected:
+    except Rejected as rejected:
         _discard_candidates(store, run, keep=config.keep_rejected)
         state.pop("in_progress", None)
-        state["last_rejected"] = {"run_id": run["run_id"], "finished_at": _now(),
+        state["last_rejected"] = {"run_id": run["run_id"], "finished_at": now(),
                                   "gate": rejected.gate["name"]}
-        _write_state(work, state)
+        write_state(work, state)
         _clean_runs(work, state, run["run_id"])
         data = report.finish("rejected", reason=str(rejected))
         raise GateFailed(f"gate {rejected.gate['name']} failed: {rejected}; nothing published, "
@@ -209,9 +93,9 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
         report.finish("failed", reason=f"{type(exc).__name__}: {exc}")
         raise
     state["last_good"] = {"run_id": run["run_id"], "embeddings": str(_embed_dir(work, run["run_id"])),
-                          "version": candidate, "finished_at": _now()}
+                          "version": candidate, "finished_at": now()}
     state.pop("in_progress", None)
-    _write_state(work, state)
+    write_state(work, state)
     _clean_runs(work, state, run["run_id"])
     return report.finish("published", published=candidate, serving_after=candidate)
 
@@ -242,7 +126,7 @@ def _start_run(state: dict[str, Any], fingerprint: str, config: NightlyConfig,
         shutil.rmtree(config.work_dir / RUNS_DIR / run["run_id"], ignore_errors=True)
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
     run = {"run_id": run_id, "catalog": fingerprint, "model": config.model, "part_size": config.part_size,
-           "started_at": _now(), "candidates": []}
+           "started_at": now(), "candidates": []}
     state["in_progress"] = run
     return run, False
 
@@ -259,7 +143,7 @@ def _discard_candidates(store: Any, run: dict[str, Any], keep: bool) -> None:
 
 def _add_candidate(config: NightlyConfig, state: dict[str, Any], run: dict[str, Any], version: str) -> None:
     run["candidates"].append(version)
-    _write_state(config.work_dir, state)  # so a crash from here on can clean it up
+    write_state(config.work_dir, state)  # so a crash from here on can clean it up
 
 
 def _clean_runs(work: Path, state: dict[str, Any], run_id: str) -> None:
@@ -341,7 +225,7 @@ def _embed(config: NightlyConfig, catalog: pd.DataFrame, embed_dir: Path, state:
     source = str(config.catalog or config.images)
     try:
         if config.engine == "ray":
-            from jobs.ray_embed import embed_with_ray
+            from embeddings.ray_engine import embed_with_ray
 
             manifest = embed_with_ray(catalog, embed_dir, backbone, options, runtime=config.runtime,
                                       source=source)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     source = str(args.catalog or args.images)
     try:
         if args.engine == "ray":
-            from jobs.ray_embed import embed_with_ray
+            from embeddings.ray_engine import embed_with_ray
 
             report = embed_with_ray(catalog, args.out, backbone, options, runtime=args.runtime,
                                     address=args.ray_address, actors=args.ray_actors, source=source)

@@ -19,14 +19,15 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (UsageError, EmbeddingsInputError)
 
 # Each module defines `register(subparsers)`; the parser it adds sets `func(args) -> int`.
 COMMAND_MODULES = [
-    "jobs.cmd_embed",
-    "jobs.cmd_index",
-    "jobs.cmd_query",
-    "jobs.cmd_bench",
-    "jobs.cmd_serve",
-    "jobs.cmd_recsys",
-    "jobs.cmd_nightly",
-    "jobs.cmd_compress",
+    "jobs.cli.embed",
+    "jobs.cli.index",
+    "jobs.cli.query",
+    "jobs.cli.bench",
+    "jobs.cli.serve",
+    "jobs.cli.behaviour",
+    "jobs.cli.nightly",
+    "jobs.cli.compress",
+    "jobs.cli.demo",
 ]
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCH_MODULES = ["jobs.bench_index", "jobs.bench_api", "jobs.bench_embed", "jobs.bench_recsys",
-                 "jobs.bench_compress"]
+BENCH_MODULES = ["jobs.bench.index", "jobs.bench.api", "jobs.bench.embed", "jobs.bench.recsys",
+                 "jobs.bench.compress"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,2 @@
+"""Benchmarks behind `recsys bench ...`: each writes its figures and the command that produced them
+into BENCHMARKS.md (markdown.py)."""
