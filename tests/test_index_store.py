@@ -1,4 +1,4 @@
-"""The store: versions, publish, rollback, retention, stable ids, checksums and a corrupt file."""
+"""The store: versions, publish, rollback, retention, stable ids, checksums, the version writer."""
 
 from __future__ import annotations
 
