@@ -1,10 +1,9 @@
 """Behaviour data inside an index store version: fit it, write it as a new version, read it back.
 
-A published version folder is never modified, so fitting behaviour makes a NEW version: the base
-version's index files are hard-linked (copied where links are impossible) into a staging folder
-of the store, `behaviour/` is written beside them, `meta.json` gets the base's fields plus
-`base_version` and a `behaviour` record and fresh checksums, and the store's commit/publish
-(index.store.IndexStore) make it the serving version.
+A published version folder is never modified, so fitting behaviour makes a NEW version derived
+from the base through the store's writer (index.store.IndexStore.write_version): `behaviour/` is
+written, the base's other files are hard-linked, `meta.json` gets the base's fields plus
+`base_version` and a `behaviour` record, and publishing makes it the serving version.
 
 `behaviour/` holds `behaviour.json` (model kind, hybrid weight, counts, source), `model.npz` (the
 behaviour model), `visual.npz` (every item's visual neighbours) and `interactions.npz` (each
@@ -15,10 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -146,43 +142,18 @@ def load_behaviour(version_dir: Path) -> Behaviour:
 def write_version(store_dir: str | Path, base_version: str, behaviour: Behaviour, source: str,
                   publish: bool = True) -> str:
     """A new store version: the base's index files plus behaviour/; published unless told not to."""
-    from index.store import META, IndexStore, new_version_id, read_meta, sha256_file
+    from index.store import IndexStore
 
     store = IndexStore(store_dir)
-    base_dir = store.version_dir(base_version)
-    version = new_version_id()
-    staging = store.staging_dir(version)
-    try:
-        for path in base_dir.iterdir():
-            if path.is_file() and path.name != META:
-                _link_or_copy(path, staging / path.name)
+    with store.write_version(base=base_version, without=(BEHAVIOUR_DIR,)) as writer:
         behaviour.manifest["source"] = source
-        save_behaviour(behaviour, staging / BEHAVIOUR_DIR)
-        meta = dict(read_meta(base_dir))
-        meta.update({
-            "version": version,
-            "base_version": base_version,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "behaviour": {key: behaviour.manifest[key]
-                          for key in ("model", "hybrid_weight", "hybrid_cold_weight", "counts")},
-        })
-        files = sorted(p for p in staging.rglob("*") if p.is_file())
-        meta["checksums"] = {str(p.relative_to(staging)): sha256_file(p) for p in files}
-        (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        store.commit(staging, version)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        save_behaviour(behaviour, writer.file(BEHAVIOUR_DIR))
+        writer.commit({"behaviour": {key: behaviour.manifest[key]
+                                     for key in ("model", "hybrid_weight", "hybrid_cold_weight", "counts")}})
+    version = writer.version
     if publish:
         store.publish(version)
         store.prune()
     log.info("version %s: %s behaviour over base %s%s", version, behaviour.manifest["model"], base_version,
              ", published" if publish else "")
     return version
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
