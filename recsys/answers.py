@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class Answers:
         self.behaviour_error = behaviour_error
         items = index.items
         self.item_ids: list[str] = items["item_id"].astype(str).tolist()  # in index row order
-        self.rows: dict[str, int] = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        self.row_of: dict[str, int] = {item_id: row for row, item_id in enumerate(self.item_ids)}
         self._categories = items["category"].astype(str).to_numpy(dtype=str) if "category" in items else None
         self._in_stock = (items["in_stock"].fillna(False).astype(bool).to_numpy()
                           if "in_stock" in items else None)
@@ -105,13 +105,13 @@ class Answers:
             self.model = behaviour.model
             self.hybrid = behaviour.hybrid()
             # per position in the models' item space: its index row, -1 for items not in the catalogue
-            self._model_rows = np.array([self.rows.get(str(i), -1) for i in self.model.item_ids],
+            self._model_rows = np.array([self.row_of.get(str(i), -1) for i in self.model.item_ids],
                                         dtype=np.int64)
             self._users = behaviour.interactions.user_index()
 
     @classmethod
     def load(cls, store_dir: str | Path, version: str | None = None, index: LoadedIndex | None = None,
-             behaviour: str = "optional") -> Answers:
+             behaviour: Literal["optional", "required", "none"] = "optional") -> Answers:
         """The version's index (or the given loaded one) and its behaviour/ data.
 
         behaviour: "optional" (load it where the version has it, else record why not in
@@ -137,7 +137,7 @@ class Answers:
         return len(self.item_ids)
 
     def has_item(self, item_id: str) -> bool:
-        return item_id in self.rows
+        return item_id in self.row_of
 
     def answering_mode(self, mode: str) -> tuple[str, str | None]:
         """The mode that will answer and, when it differs from the request, why."""
@@ -150,7 +150,7 @@ class Answers:
         """The unconstrained answer when the stored neighbour lists hold it, else None (a live
         search is needed). Cheap enough for the event loop: the API's fast path."""
         used, note = self.answering_mode(mode)
-        row = self.rows.get(item_id)
+        row = self.row_of.get(item_id)
         if used != "visual" or row is None:
             return None
         rows = self.index.stored_neighbours(row, k)
@@ -163,7 +163,7 @@ class Answers:
         self._check(k, mode)
         used, note = self.answering_mode(mode)
         if used == "visual":
-            if item_id not in self.rows:
+            if item_id not in self.row_of:
                 raise UnknownItem(item_id)
             rows = self._visual(item_id, k, constraints, stock=constraints.in_stock)
         else:
@@ -179,7 +179,7 @@ class Answers:
         return [(str(i), float(s)) for i, s in found]
 
     def _blended(self, item_id: str, k: int, mode: str, constraints: Constraints) -> list[tuple[str, float]]:
-        in_index = item_id in self.rows
+        in_index = item_id in self.row_of
         try:
             position: int | None = self.model.item_position(item_id)
         except UnknownItem:
@@ -205,7 +205,7 @@ class Answers:
         out = []
         for item_id, score in zip(ids, scores):
             item_id = str(item_id)
-            row = self.rows.get(item_id)
+            row = self.row_of.get(item_id)
             if row is None or item_id in banned or (allowed is not None and not allowed[row]):
                 continue
             out.append((item_id, float(score)))
@@ -281,7 +281,7 @@ class Answers:
         else:
             ok = in_catalogue & allowed[np.where(in_catalogue, self._model_rows, 0)]
         if constraints.exclude:
-            excluded = [self.rows[i] for i in constraints.exclude if i in self.rows]
+            excluded = [self.row_of[i] for i in constraints.exclude if i in self.row_of]
             ok = ok & ~np.isin(self._model_rows, excluded)
         return ok
 

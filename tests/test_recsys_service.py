@@ -118,7 +118,7 @@ def test_stored_lists_answer_like_a_search(fitted: tuple[Path, str, str]) -> Non
     assert stored is not None and stored.rows == answers.similar("it05", 7, "visual").rows
     assert answers.stored_similar("it05", 7, "hybrid") is None  # blended: not a lookup
     exact = np.asarray(answers.index.vectors) @ answers.index.vector("it05")
-    best = np.sort(np.delete(exact, answers.rows["it05"]))[::-1][:7]
+    best = np.sort(np.delete(exact, answers.row_of["it05"]))[::-1][:7]
     np.testing.assert_allclose([score for _, score in stored.rows], best, atol=1e-3)  # codes are compressed
 
 

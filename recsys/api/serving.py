@@ -70,7 +70,7 @@ class Snapshot:
         return self.answers.item_ids
 
     def has_item(self, item_id: str) -> bool:
-        return item_id in self.answers.rows
+        return item_id in self.answers.row_of
 
     @property
     def has_behaviour(self) -> bool:
