@@ -47,8 +47,9 @@ class LoadedIndex:
         self.items = items.reset_index(drop=True)
         self.fids = fids
         self.vectors = vectors
-        self.neighbours = neighbours
-        self.neighbour_scores = neighbour_scores
+        # Plain array views of the memory-mapped lists: each row of an np.memmap costs ~2.5 us more.
+        self.neighbours = None if neighbours is None else np.asarray(neighbours)
+        self.neighbour_scores = None if neighbour_scores is None else np.asarray(neighbour_scores)
         self._row_of_item = pd.Index(self.items["item_id"].to_numpy())
         self._fid_order = np.argsort(fids, kind="stable")
         self._sorted_fids = fids[self._fid_order]
@@ -153,15 +154,16 @@ class LoadedIndex:
         """The k nearest items to the item in `row` from the version's stored neighbour lists, as
         (item_id, cosine score), leaving out the item itself and the `banned` rows; None when the
         version has no lists or its list holds fewer such items (and not every other item)."""
-        if self.neighbours is None:
+        neighbours, scores = self.neighbours, self.neighbour_scores
+        if neighbours is None:
             return None
-        width = self.neighbours.shape[1]
-        complete = width >= len(self.items) - 1  # the lists hold every other item
+        width = neighbours.shape[1]
+        complete = width >= len(self._id_list) - 1  # the lists hold every other item
         if k > width and not complete:
             return None
         ids = self._id_list
         pairs = []
-        for r, score in zip(self.neighbours[row].tolist(), self.neighbour_scores[row].tolist()):
+        for r, score in zip(neighbours[row].tolist(), scores[row].tolist()):
             if r >= 0 and r != row and r not in banned:
                 pairs.append((ids[r], score))
                 if len(pairs) == k:
