@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import orjson
@@ -14,6 +14,9 @@ from recsys.api.deps import AppSettings, CurrentSnapshot
 from recsys.api.errors import ApiError
 from recsys.api.responses import JSONBytes
 from recsys.api.schemas import BatchAnswer, ErrorAnswer, ImageAnswer, SimilarRequest
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 router = APIRouter(prefix="/v1/similar", tags=["similar"])
 
@@ -68,7 +71,7 @@ async def similar_to_image(
                       "results": orjson.Fragment(snapshot.results(answer))})
 
 
-def _decode(data: bytes, max_pixels: int):
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
     from embeddings.errors import ImageError
     from embeddings.images import decode_image
 
