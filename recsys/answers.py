@@ -219,21 +219,16 @@ class Answers:
         vectors), over-fetching to make room for the constraints."""
         self._check(k, mode)
         note = None if mode == "visual" else RAW_VECTOR
-        xq = np.ascontiguousarray(xq, dtype=np.float32)
         allowed = self._allowed(constraints, constraints.in_stock)
         if not constraints.exclude and allowed is None:
-            return [Answer(rows, "visual", mode, note) for rows in self._search(xq, k)]
-        fetch = max(4 * k, k + len(constraints.exclude)) if allowed is None else max(20 * k, 200)
+            fetch = k
+        else:
+            fetch = max(4 * k, k + len(constraints.exclude)) if allowed is None else max(20 * k, 200)
+            fetch = min(len(self), fetch)
+        scores, ids = self.index.search(np.ascontiguousarray(xq, dtype=np.float32), fetch)
         banned = set(constraints.exclude)
-        return [Answer(self._select(ids, scores, k, banned, allowed), "visual", mode, note)
-                for ids, scores in self._search(xq, min(len(self), fetch), pairs=False)]
-
-    def _search(self, xq: np.ndarray, k: int, pairs: bool = True) -> list[Any]:
-        scores, ids = self.index.search(xq, k)
-        if not pairs:
-            return [(row_ids[row_ids != ""], row_scores[row_ids != ""])
-                    for row_ids, row_scores in zip(ids, scores)]
-        return [[(str(i), float(s)) for i, s in zip(row_ids, row_scores) if i != ""]
+        # ids are "" where the index found fewer: not catalogue items, so _select leaves them out
+        return [Answer(self._select(row_ids, row_scores, k, banned, allowed), "visual", mode, note)
                 for row_ids, row_scores in zip(ids, scores)]
 
     # -- users ---------------------------------------------------------------------------------
