@@ -125,14 +125,15 @@ def run_fit(args: argparse.Namespace) -> int:
 
 @_input_errors
 def run_recommend(args: argparse.Namespace) -> int:
-    from recsys.service import Recommender
+    from jobs.cli.query import check_k, result_rows
+    from recsys.answers import Answers, Constraints
 
-    if not 1 <= args.k <= 1000:
-        raise UsageError(f"-k must be from 1 to 1000, not {args.k}")
-    rec = Recommender.load(args.store, args.version)
-    rows = rec.recommend(args.user_id, args.k, category=args.category)
+    check_k(args.k)
+    answers = Answers.load(args.store, args.version, behaviour="required")
+    rows = result_rows(answers.recommend(args.user_id, args.k, Constraints.of(category=args.category)),
+                       answers.index)
     if args.json:
-        print(json.dumps({"user_id": args.user_id, "version": rec.version, "results": rows}, indent=2,
+        print(json.dumps({"user_id": args.user_id, "version": answers.version, "results": rows}, indent=2,
                          default=str))
     else:
         for rank, row in enumerate(rows, 1):
