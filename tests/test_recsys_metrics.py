@@ -105,6 +105,7 @@ def test_poisoned_test_split_leaves_every_validation_choice_unchanged(tmp_path) 
     assert dirty["settings"] == clean["settings"]  # choices and every validation recall
     assert dirty["models"]["hybrid"]["recall@10"] != clean["models"]["hybrid"]["recall@10"]  # test changed
     s = clean["settings"]
-    assert s["behaviour_model"] in ("cosine", "ease", "als") and s["recency_half_life_days"] in (0.0, 7.0, 30.0)
+    assert s["behaviour_model"] in ("cosine", "ease", "als")
+    assert s["recency_half_life_days"] in (0.0, 7.0, 30.0)
     assert s["cold"] in ("none", "visual", "projection") and 0 <= s["hybrid_weight"] <= 1
     assert len(s["validation"]["behaviour"]) == 7 * 3 and len(s["validation"]["hybrid"]) == 11 * 9
