@@ -6,8 +6,10 @@ Full-catalogue ranking (no sampled negatives): every user's scores cover the who
 the held-out items. The cold-start slice keeps only held-out items that have no training events.
 Every Recall@K carries a bootstrap 95% interval over users.
 
-Validation (`choose_settings`): the last 20% (by time) of the TRAINING events is held out as a
-validation window; the test split is never read. On it are chosen, in two stages, (1) each
+Validation (`choose_settings`): 20% of the TRAINING events is held out for validation, the test
+split is never read: the last 20% by time (a temporal window, as serving predicts the future) or,
+when the test split itself is random, a random 20% of the training pairs (to measure what the test
+measures). On it are chosen, in two stages, (1) each
 behaviour model's settings (BEHAVIOUR_GRID) and the recency half-life of the histories (including
 off), and the best behaviour model; (2) the hybrid's blend weight and cold-start handling (none,
 donors by image, donors by projection, each at full or half weight).
@@ -173,19 +175,19 @@ def build_visual(vectors: VisualVectors, item_space: np.ndarray, neighbours: int
     return VisualModel(neighbours).build(item_space, vectors.item_ids, vectors.vectors)
 
 
-def validation_split(train_events: pd.DataFrame) -> Split:
-    """The last VALIDATION_FRAC of the training events, by time, held out for choosing settings."""
-    return split_events(train_events, "temporal", VALIDATION_FRAC)
+def validation_split(train_events: pd.DataFrame, kind: str = "temporal") -> Split:
+    """VALIDATION_FRAC of the training events held out for choosing settings (temporal: the last ones)."""
+    return split_events(train_events, kind, VALIDATION_FRAC, seed=1)
 
 
 def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviour_names: Sequence[str],
                     k: int, vectors: VisualVectors | None = None, hybrid_weight: float | None = None,
-                    recency_half_life_days: float | None = None) -> Settings:
+                    recency_half_life_days: float | None = None, kind: str = "temporal") -> Settings:
     """Every setting that changes results, chosen on a validation window of `train_events` alone.
 
     `hybrid_weight` or `recency_half_life_days` given: that setting is fixed, the rest chosen.
     Raises InputError when the events are too few to carve a validation window from."""
-    inner = validation_split(train_events)
+    inner = validation_split(train_events, kind)
     recencies = RECENCY_GRID if recency_half_life_days is None else (recency_half_life_days,)
     holdouts = {r: with_recency(make_holdout(inner, item_space), inner.train, r) for r in recencies}
     first = holdouts[recencies[0]]
@@ -252,7 +254,7 @@ def _label(params: dict[str, Any]) -> str:
 
 
 def _window(split: Split) -> dict[str, Any]:
-    return {"train_events": len(split.train), "validation_pairs": len(split.test),
+    return {"kind": split.kind, "train_events": len(split.train), "validation_pairs": len(split.test),
             "validation_from": int(split.train.timestamp.max()) if len(split.train) else None}
 
 
@@ -284,7 +286,7 @@ def evaluate(
     item_space = item_space_of(events, vectors)
     names = usable_behaviour_models(list(behaviour_names), len(item_space))
     settings = choose_settings(parts.train, item_space, names, k, vectors, hybrid_weight,
-                               recency_half_life_days)
+                               recency_half_life_days, kind=split)
     holdout = make_holdout(parts, item_space, settings.recency_half_life_days)
     models: dict[str, ItemModel] = {"popularity": PopularityModel().fit(holdout.train)}
     behaviours = {}
@@ -337,5 +339,6 @@ def format_table(report: dict) -> str:
         lines.append(f"hybrid = {hybrid['weight']:.2f} x behaviour_{hybrid['behaviour_model']} + "
                      f"{1 - hybrid['weight']:.2f} x visual (each scaled by its spread per user); cold items: "
                      f"{hybrid['cold']} donors x {hybrid['cold_weight']:g}")
-    lines.append("(every setting chosen on a validation window: the last 20% of the training events)")
+    window = "the last 20% by time" if s["validation"].get("window", {}).get("kind") == "temporal" else "20%"
+    lines.append(f"(every setting chosen on validation: {window} of the training events)")
     return "\n".join(lines)
