@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 BEHAVIOUR_DIR = "behaviour"
 MANIFEST = "behaviour.json"
 DONORS_FILE = "cold_donors.npz"
+RANKER_FILE = "ranker.txt"
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Behaviour:
     visual: VisualModel
     interactions: Interactions
     donors: sp.csr_matrix | None = None  # cold items' donors by projection (None: by image)
+    ranker: str | None = None  # the LightGBM second stage (model text), trained on validation
 
     def hybrid(self) -> HybridModel:
         return HybridModel(float(self.manifest["hybrid_weight"]),
@@ -117,6 +119,7 @@ def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None 
     donors = projected_donors(interactions, vectors.item_ids, vectors.vectors) \
         if settings.cold == "projection" else None
     chosen = settings.to_dict()
+    ranker = settings.ranker.model_to_string() if settings.ranker is not None else None
     manifest = {
         "model": settings.behaviour_model,
         "params": model.params(),
@@ -124,6 +127,9 @@ def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None 
         "hybrid_cold": settings.cold,
         "hybrid_cold_weight": settings.cold_weight,
         "hybrid_validation": chosen.pop("validation"),
+        # what validation preferred; serving answers with the blend until the answer path takes the
+        # ranker (saved as ranker.txt)
+        "second_stage": settings.second_stage, "serving_stage": "blend",
         "settings": chosen,
         "recency_half_life_days": settings.recency_half_life_days,
         "visual_neighbours": options.visual_neighbours,
@@ -132,7 +138,7 @@ def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None 
                    "catalogue_items": len(catalogue)},
         "event_time": {"first": int(events.timestamp.min()), "last": int(events.timestamp.max())},
     }
-    return Behaviour(manifest, model, visual, interactions, donors)
+    return Behaviour(manifest, model, visual, interactions, donors, ranker)
 
 
 def save_behaviour(behaviour: Behaviour, folder: Path) -> None:
@@ -142,6 +148,8 @@ def save_behaviour(behaviour: Behaviour, folder: Path) -> None:
     behaviour.interactions.save(folder / "interactions.npz")
     if behaviour.donors is not None:
         np.savez_compressed(folder / DONORS_FILE, **csr_arrays("donors", behaviour.donors))
+    if behaviour.ranker is not None:
+        (folder / RANKER_FILE).write_text(behaviour.ranker)
     (folder / MANIFEST).write_text(json.dumps(behaviour.manifest, indent=2, sort_keys=True))
 
 
@@ -159,11 +167,12 @@ def load_behaviour(version_dir: Path) -> Behaviour:
         if (folder / DONORS_FILE).is_file():
             with np.load(folder / DONORS_FILE, allow_pickle=False) as data:
                 donors = csr_from(data, "donors")
+        ranker = (folder / RANKER_FILE).read_text() if (folder / RANKER_FILE).is_file() else None
     except (OSError, ValueError, KeyError, EOFError) as exc:  # zip and npz errors are ValueError/OSError
         raise InputError(f"{folder}: unreadable behaviour data ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, NeighbourModel) or not isinstance(visual, VisualModel):
         raise InputError(f"{folder}: model.npz or visual.npz holds the wrong kind of model")
-    return Behaviour(manifest, model, visual, interactions, donors)
+    return Behaviour(manifest, model, visual, interactions, donors, ranker)
 
 
 def write_version(store_dir: str | Path, base_version: str, behaviour: Behaviour, source: str,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from recsys.models import (
     usable_behaviour_models,
 )
 from recsys.models.projection import projected_donors
+from recsys.models.ranker import RankerModel, item_age_days
 from recsys.split import Split, split_events
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,13 @@ class Settings:
     hybrid_weight: float | None = None
     cold: str = "visual"
     cold_weight: float = 1.0
+    second_stage: str = "blend"  # blend: the calibrated blend serves; ranker: the learned second stage
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> its best params
     validation: dict[str, Any] = field(default_factory=dict)  # recall per setting tried
+    ranker: Any = None  # the second stage's booster, trained on the validation window
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(replace(self, ranker=None)).items() if key != "ranker"}
 
 
 @dataclass
@@ -232,6 +235,22 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
                 best = (recall, weight, cold, cold_weight)
     settings.hybrid_weight, settings.cold, settings.cold_weight = best[1], best[2], best[3]
     settings.validation["hybrid"] = hybrid_grid
+    # The second stage: trained on half of the validation users and compared with the blend on the
+    # other half; it serves only where it wins there. Then retrained on all of them.
+    blend = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold).build(behaviour, visual,
+                                                                                         donors)
+    ranker = RankerModel().build(behaviour, visual, donors, ages(cold_inner.train, item_space))
+    first_half, second_half = _halves(holdout, seed=0)
+    ranker.train(holdout.train.recent[first_half.users], first_half.relevant)
+    ranker_recall = recall_of(ranker, second_half, k) if ranker.booster is not None else 0.0
+    blend_recall = recall_of(blend, second_half, k)
+    wins = ranker.booster is not None and ranker_recall > blend_recall
+    settings.second_stage = "ranker" if wins else "blend"
+    settings.validation["second_stage"] = {"ranker": round(ranker_recall, 6), "blend": round(blend_recall, 6),
+                                           "users": len(second_half.users)}
+    settings.ranker = ranker.train(holdout.train.recent[holdout.users], holdout.relevant).booster
+    log.info("validation picks the %s as second stage (ranker %.4f, blend %.4f on held-out users)",
+             settings.second_stage, ranker_recall, blend_recall)
     log.info("validation picks hybrid weight %.2f, cold %s x %.2f (recall@%d %.4f)", best[1], best[2],
              best[3], k, best[0])
     return settings
@@ -247,6 +266,22 @@ def hide_items(split: Split, share: float, seed: int = 0) -> Split:
     if len(train) == 0 or not hidden:
         return split
     return Split(split.kind, train.reset_index(drop=True), split.test, split.test_events)
+
+
+def _halves(holdout: Holdout, seed: int) -> tuple[Holdout, Holdout]:
+    """The holdout's evaluated users split at random into two halves."""
+    order = np.random.default_rng(seed).permutation(len(holdout.users))
+    parts = []
+    for rows in (np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])):
+        parts.append(Holdout(holdout.train, holdout.users[rows], [holdout.relevant[r] for r in rows],
+                             holdout.cold))
+    return parts[0], parts[1]
+
+
+def ages(train_events: pd.DataFrame, item_space: np.ndarray) -> np.ndarray:
+    """Per item: days from its first event to the last training event; -1 for items without events."""
+    first = train_events.groupby("item_id").timestamp.min()
+    return item_age_days(first.reindex(item_space).to_numpy(np.float64), float(train_events.timestamp.max()))
 
 
 def _label(params: dict[str, Any]) -> str:
@@ -303,12 +338,18 @@ def evaluate(
     if vectors is not None:
         visual = build_visual(vectors, item_space)
         models["visual"] = visual
-        donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors) \
-            if settings.cold == "projection" else None
+        donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
+        behaviour = behaviours[settings.behaviour_model]
         models["hybrid"] = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold).build(
-            behaviours[settings.behaviour_model], visual, donors)
+            behaviour, visual, donors)
+        if settings.ranker is not None:
+            ranker = RankerModel().build(behaviour, visual, donors, ages(parts.train, item_space))
+            ranker.booster = settings.ranker
+            models["hybrid_blend"], models["hybrid_ranker"] = models["hybrid"], ranker
+            models["hybrid"] = ranker if settings.second_stage == "ranker" else models["hybrid_blend"]
         report["hybrid"] = {"behaviour_model": settings.behaviour_model, "weight": settings.hybrid_weight,
-                            "cold": settings.cold, "cold_weight": settings.cold_weight}
+                            "cold": settings.cold, "cold_weight": settings.cold_weight,
+                            "second_stage": settings.second_stage}
     report["models"], report["cold_start"] = {}, {}
     for name, model in models.items():
         report["models"][name], report["cold_start"][name] = evaluate_model(model, holdout, k)
@@ -338,7 +379,8 @@ def format_table(report: dict) -> str:
         hybrid = report["hybrid"]
         lines.append(f"hybrid = {hybrid['weight']:.2f} x behaviour_{hybrid['behaviour_model']} + "
                      f"{1 - hybrid['weight']:.2f} x visual (each scaled by its spread per user); cold items: "
-                     f"{hybrid['cold']} donors x {hybrid['cold_weight']:g}")
+                     f"{hybrid['cold']} donors x {hybrid['cold_weight']:g}; serving: the "
+                     f"{hybrid.get('second_stage', 'blend')} (hybrid_ranker: LightGBM second stage)")
     window = "the last 20% by time" if s["validation"].get("window", {}).get("kind") == "temporal" else "20%"
     lines.append(f"(every setting chosen on validation: {window} of the training events)")
     return "\n".join(lines)

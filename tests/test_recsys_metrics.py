@@ -109,3 +109,21 @@ def test_poisoned_test_split_leaves_every_validation_choice_unchanged(tmp_path) 
     assert s["recency_half_life_days"] in (0.0, 7.0, 30.0)
     assert s["cold"] in ("none", "visual", "projection") and 0 <= s["hybrid_weight"] <= 1
     assert len(s["validation"]["behaviour"]) == 7 * 3 and len(s["validation"]["hybrid"]) == 11 * 9
+
+
+def test_second_stage_falls_back_to_the_informative_source_when_pictures_are_noise(tmp_path) -> None:  # noqa: ANN001
+    """Taste has nothing to do with looks and the vectors are random: whatever serves (blend or the
+    LightGBM ranker, chosen on held-out validation users) keeps behaviour's quality."""
+    data = generate(tmp_path, DemoConfig(n_items=150, n_users=200, days=30, late_days=8, looks=0.0, seed=5))
+    items = pd.read_csv(data.attributes).item_id.to_numpy(str)
+    noise = np.random.default_rng(0).standard_normal((len(items), 16)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    report = evaluate(load_events(data.events), VisualVectors(items, noise), split="temporal",
+                      behaviour_names=("cosine", "ease"))
+    recall = {name: m["recall@10"] for name, m in report["models"].items()}
+    best_behaviour = max(recall["behaviour_cosine"], recall["behaviour_ease"])
+    assert recall["hybrid"] >= 0.95 * best_behaviour
+    assert recall["hybrid"] > 1.5 * recall["visual"]  # the noise source did not drag it down
+    stage = report["settings"]["validation"]["second_stage"]
+    assert report["hybrid"]["second_stage"] == ("ranker" if stage["ranker"] > stage["blend"] else "blend")
+    assert {"hybrid_blend", "hybrid_ranker"} <= set(report["models"])
