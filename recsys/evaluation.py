@@ -47,9 +47,9 @@ log = logging.getLogger(__name__)
 
 WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 RECENCY_GRID = (0.0, 7.0, 30.0)  # history half-life in days; 0: off
-# cold handling: (donors, weight of what they lend)
-COLD_GRID = (("none", 1.0),) + tuple((mode, c) for mode in ("visual", "projection")
-                                     for c in (0.5, 1.0, 2.0, 4.0))
+# cold handling: (where donors come from, weight of what they lend, how many lend)
+COLD_GRID = (("none", 1.0, 1),) + tuple((mode, c, n) for mode in ("visual", "projection")
+                                        for c in (0.5, 1.0, 2.0, 4.0) for n in (3, 20))
 VALIDATION_FRAC = 0.2
 
 
@@ -63,6 +63,7 @@ class Settings:
     hybrid_weight: float | None = None
     cold: str = "visual"
     cold_weight: float = 1.0
+    donors: int = 20
     second_stage: str = "blend"  # blend: the calibrated blend serves; ranker: the learned second stage
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> its best params
     validation: dict[str, Any] = field(default_factory=dict)  # recall per setting tried
@@ -166,12 +167,15 @@ def evaluate_model(model: ItemModel, holdout: Holdout, k: int) -> tuple[dict, di
     return overall, cold
 
 
+def recalls_of(model: ItemModel, holdout: Holdout, k: int) -> np.ndarray:
+    """Per evaluated user: Recall@K."""
+    ranked = rank_users(model, holdout, k)
+    return np.array([recall_at_k(list(r), rel, k) for r, rel in zip(ranked, holdout.relevant)])
+
+
 def recall_of(model: ItemModel, holdout: Holdout, k: int) -> float:
     """Recall@K alone (no intervals): what validation compares."""
-    ranked = rank_users(model, holdout, k)
-    if not holdout.relevant:
-        return 0.0
-    return float(np.mean([recall_at_k(list(r), rel, k) for r, rel in zip(ranked, holdout.relevant)]))
+    return float(recalls_of(model, holdout, k).mean()) if holdout.relevant else 0.0
 
 
 def build_visual(vectors: VisualVectors, item_space: np.ndarray, neighbours: int = 50) -> VisualModel:
@@ -225,28 +229,32 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     visual = build_visual(vectors, item_space)
     donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
     weights = WEIGHT_GRID if hybrid_weight is None else (hybrid_weight,)
-    best, hybrid_grid = (-1.0, 0.5, "visual", 1.0), {}
-    for cold, cold_weight in COLD_GRID:
+    best, hybrid_grid = (-1.0, 0.5, "visual", 1.0, 20), {}
+    for cold, cold_weight, n_donors in COLD_GRID:
         for weight in weights:
-            hybrid = HybridModel(weight, cold_weight, cold).build(behaviour, visual, donors)
+            hybrid = HybridModel(weight, cold_weight, cold, n_donors).build(behaviour, visual, donors)
             recall = recall_of(hybrid, holdout, k)
-            hybrid_grid[f"w={weight:g} cold={cold}x{cold_weight:g}"] = round(recall, 6)
+            hybrid_grid[f"w={weight:g} cold={cold}x{cold_weight:g} donors={n_donors}"] = round(recall, 6)
             if recall > best[0]:
-                best = (recall, weight, cold, cold_weight)
-    settings.hybrid_weight, settings.cold, settings.cold_weight = best[1], best[2], best[3]
+                best = (recall, weight, cold, cold_weight, n_donors)
+    settings.hybrid_weight, settings.cold, settings.cold_weight, settings.donors = best[1:]
     settings.validation["hybrid"] = hybrid_grid
     # The second stage: trained on half of the validation users and compared with the blend on the
-    # other half; it serves only where it wins there. Then retrained on all of them.
-    blend = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold).build(behaviour, visual,
-                                                                                         donors)
+    # other half; it serves only where it wins there beyond doubt (the bootstrap 95% interval of the
+    # per-user difference above 0). Then retrained on all of them.
+    blend = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors).build(
+        behaviour, visual, donors)
     ranker = RankerModel().build(behaviour, visual, donors, ages(cold_inner.train, item_space))
     first_half, second_half = _halves(holdout, seed=0)
     ranker.train(holdout.train.recent[first_half.users], first_half.relevant)
-    ranker_recall = recall_of(ranker, second_half, k) if ranker.booster is not None else 0.0
-    blend_recall = recall_of(blend, second_half, k)
-    wins = ranker.booster is not None and ranker_recall > blend_recall
+    blend_recalls = recalls_of(blend, second_half, k)
+    ranker_recalls = recalls_of(ranker, second_half, k) if ranker.booster is not None else blend_recalls * 0
+    ranker_recall, blend_recall = float(ranker_recalls.mean()), float(blend_recalls.mean())
+    gain = bootstrap_interval(ranker_recalls - blend_recalls)
+    wins = ranker.booster is not None and gain[0] > 0
     settings.second_stage = "ranker" if wins else "blend"
     settings.validation["second_stage"] = {"ranker": round(ranker_recall, 6), "blend": round(blend_recall, 6),
+                                           "gain_ci95": [round(g, 6) for g in gain],
                                            "users": len(second_half.users)}
     settings.ranker = ranker.train(holdout.train.recent[holdout.users], holdout.relevant).booster
     log.info("validation picks the %s as second stage (ranker %.4f, blend %.4f on held-out users)",
@@ -340,8 +348,8 @@ def evaluate(
         models["visual"] = visual
         donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
         behaviour = behaviours[settings.behaviour_model]
-        models["hybrid"] = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold).build(
-            behaviour, visual, donors)
+        models["hybrid"] = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold,
+                                       settings.donors).build(behaviour, visual, donors)
         if settings.ranker is not None:
             ranker = RankerModel().build(behaviour, visual, donors, ages(parts.train, item_space))
             ranker.booster = settings.ranker
@@ -349,6 +357,7 @@ def evaluate(
             models["hybrid"] = ranker if settings.second_stage == "ranker" else models["hybrid_blend"]
         report["hybrid"] = {"behaviour_model": settings.behaviour_model, "weight": settings.hybrid_weight,
                             "cold": settings.cold, "cold_weight": settings.cold_weight,
+                            "donors": settings.donors,
                             "second_stage": settings.second_stage}
     report["models"], report["cold_start"] = {}, {}
     for name, model in models.items():
@@ -379,7 +388,8 @@ def format_table(report: dict) -> str:
         hybrid = report["hybrid"]
         lines.append(f"hybrid = {hybrid['weight']:.2f} x behaviour_{hybrid['behaviour_model']} + "
                      f"{1 - hybrid['weight']:.2f} x visual (each scaled by its spread per user); cold items: "
-                     f"{hybrid['cold']} donors x {hybrid['cold_weight']:g}; serving: the "
+                     f"{hybrid['cold']} donors ({hybrid.get('donors', 20)}) x {hybrid['cold_weight']:g}; "
+                     "serving: the "
                      f"{hybrid.get('second_stage', 'blend')} (hybrid_ranker: LightGBM second stage)")
     window = "the last 20% by time" if s["validation"].get("window", {}).get("kind") == "temporal" else "20%"
     lines.append(f"(every setting chosen on validation: {window} of the training events)")

@@ -9,7 +9,7 @@ source; each source's scores are divided by their standard deviation over the wh
 Visual scores stay raw cosines summed over the history: a weak best neighbour stays weak.
 
 Cold start: an item with no events has no behaviour column. It borrows one: its behaviour score is
-`cold_weight` times the average of the behaviour scores of its donors, warm items chosen either
+`cold_weight` times the average of the behaviour scores of its `donors` donors, warm items chosen either
 by image similarity (`cold="visual"`) or by a projection of its image into the behaviour space
 (`cold="projection"`, projection.py), weighted by similarity; `cold="none"` leaves it at zero, so
 only its visual part speaks for it. The donors are a sparse items x items matrix (rows: cold items).
@@ -35,7 +35,8 @@ MAX_COLD_WEIGHT = 10.0
 class HybridModel(ItemModel):
     kind = "hybrid"
 
-    def __init__(self, weight: float = 0.5, cold_weight: float = 1.0, cold: str = "visual") -> None:
+    def __init__(self, weight: float = 0.5, cold_weight: float = 1.0, cold: str = "visual",
+                 donors: int = DONORS) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise InputError(f"hybrid weight {weight}: must lie in [0, 1]")
@@ -46,13 +47,15 @@ class HybridModel(ItemModel):
         self.weight = weight
         self.cold_weight = cold_weight
         self.cold = cold
+        self.n_donors = donors
         self.behaviour: NeighbourModel | None = None
         self.visual: NeighbourModel | None = None
         self.donors = sp.csr_matrix((0, 0), dtype=np.float32)
         self.warm = np.zeros(0, dtype=bool)
 
     def params(self) -> dict[str, Any]:
-        return {"weight": self.weight, "cold_weight": self.cold_weight, "cold": self.cold}
+        return {"weight": self.weight, "cold_weight": self.cold_weight, "cold": self.cold,
+                "donors": self.n_donors}
 
     def build(self, behaviour: NeighbourModel, visual: NeighbourModel,
               projected_donors: sp.csr_matrix | None = None) -> HybridModel:
@@ -71,6 +74,7 @@ class HybridModel(ItemModel):
             donors = sp.csr_matrix(projected_donors, dtype=np.float32)
         else:
             donors = visual_donors(visual.similarity, self.warm)
+        donors = _normalise_rows(top_n_per_row(donors, self.n_donors))  # the closest few lend
         self.donors = _rows(donors, ~self.warm) * np.float32(self.cold_weight)
         return self
 
