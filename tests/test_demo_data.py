@@ -86,6 +86,7 @@ def test_lite0_sees_the_hidden_styles_and_the_evaluation_runs(tmp_path: Path, li
     assert np.mean(same) > 0.6  # chance: 1 - (5/6) * (5/6) = 0.31
     report = evaluate(load_events(data.events), VisualVectors(catalog.item_id.to_numpy(str), vectors),
                       split="temporal")
-    assert set(report["models"]) == {"popularity", "behaviour_cooc", "behaviour_ease", "visual", "hybrid"}
+    assert set(report["models"]) == {"popularity", "behaviour_cosine", "behaviour_bm25", "behaviour_ease",
+                                     "behaviour_als", "visual", "hybrid"}
     assert report["cold_items_in_test"] > 0
-    assert report["cold_start"]["visual"]["recall@10"] > report["cold_start"]["behaviour_cooc"]["recall@10"]
+    assert report["cold_start"]["visual"]["recall@10"] > report["cold_start"]["behaviour_cosine"]["recall@10"]
