@@ -66,7 +66,8 @@ def test_fit_writes_a_new_published_version(fitted: tuple[Path, str, str]) -> No
     meta = read_meta(st.version_dir(version))
     verify_checksums(st.version_dir(version), meta)
     assert meta["base_version"] == base and "behaviour/model.npz" in meta["checksums"]
-    assert meta["behaviour"]["model"] in ("cooc", "ease") and 0 <= meta["behaviour"]["hybrid_weight"] <= 1
+    assert meta["behaviour"]["model"] in ("cooc", "cosine", "bm25", "ease", "als")
+    assert 0 <= meta["behaviour"]["hybrid_weight"] <= 1
 
 
 def _colour(item_id: str) -> str:
@@ -150,10 +151,12 @@ def test_cli_fit_recommend_evaluate(store: Path, tmp_path: Path, capsys: pytest.
     assert main(["evaluate", "--events", str(store / "events.csv"), "--store", str(root),
                  "--split", "temporal", "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
-    assert {"popularity", "behaviour_cooc", "behaviour_ease", "visual", "hybrid"} == set(report["models"])
+    assert {"popularity", "behaviour_cosine", "behaviour_bm25", "behaviour_ease", "behaviour_als", "visual",
+            "hybrid"} == set(report["models"])
     assert set(report["cold_start"]) == set(report["models"])
     assert "recall@10" in report["models"]["hybrid"] and report["split"] == "temporal"
-    assert "behaviour_cooc" in capsys.readouterr().out
+    assert report["settings"]["behaviour_model"] in ("cosine", "bm25", "ease", "als")
+    assert "behaviour_bm25" in capsys.readouterr().out
     bad = tmp_path / "bad.csv"
     bad.write_text("user_id,item_id,timestamp,event\nu,a,1,view\nu,b,2,zap\n")
     assert main(["evaluate", "--events", str(bad)]) == 2
