@@ -48,7 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from index import threads
     from index.build import BuildOptions, build_tuned
-    from index.errors import InputError
     from index.factory import HNSW_EF_CONSTRUCTION, HNSW_M, choose_factory, parse_size
     from index.ids import stable_ids
     from index.synthetic import clustered_vectors
@@ -89,21 +88,18 @@ def run(args: argparse.Namespace) -> int:
                  _recall(np_ids, gt), np_single, np_batched))
 
     # -- ours ---------------------------------------------------------------------------------
-    try:
-        budget = parse_size(args.memory_budget)
-        factory = args.factory
-        reason = "given"
-        if factory == "auto":
-            factory, reason = choose_factory(args.n, args.dim, budget)
-        log(f"ours: {factory} ({reason})")
-        with threads.threads(nthreads):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            index, _, tuned, build_s = build_tuned(xb, fids, factory, args.target_recall,
-                                                   BuildOptions(seed=args.seed))
-            tune_s = time.perf_counter() - started - build_s
-            notes.append(f"ours {time.process_time() - cpu_started:,.0f} s")
-    except InputError as exc:
-        raise UsageError(str(exc)) from None
+    budget = parse_size(args.memory_budget)
+    factory = args.factory
+    reason = "given"
+    if factory == "auto":
+        factory, reason = choose_factory(args.n, args.dim, budget)
+    log(f"ours: {factory} ({reason})")
+    with threads.threads(nthreads):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        index, _, tuned, build_s = build_tuned(xb, fids, factory, args.target_recall,
+                                               BuildOptions(seed=args.seed))
+        tune_s = time.perf_counter() - started - build_s
+        notes.append(f"ours {time.process_time() - cpu_started:,.0f} s")
     memory = _faiss_size(index)
     label = f"ours: {factory}" + (f", efConstruction {HNSW_EF_CONSTRUCTION}" if hnsw_of(index) else "")
     tunable = hnsw_of(index) is not None

@@ -6,8 +6,14 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from jobs.errors import JobFailed, UsageError
+from jobs.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recsys.cleaning import CleaningConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,34 +84,18 @@ def _event_weights(raw: str | None) -> dict[str, float] | None:
     return weights
 
 
-def _load_events(args: argparse.Namespace):  # noqa: ANN202 - a DataFrame
+def _load_events(args: argparse.Namespace) -> pd.DataFrame:
     from recsys.events import load_events
 
     return load_events(args.events, _event_weights(args.event_weights))
 
 
-def _cleaning(args: argparse.Namespace):  # noqa: ANN202
+def _cleaning(args: argparse.Namespace) -> CleaningConfig:
     from recsys.cleaning import CleaningConfig
 
     return CleaningConfig(args.bot_events_per_hour, args.decay_half_life_days)
 
 
-def _input_errors(func):  # noqa: ANN001, ANN202 - maps the recsys package's InputError to exit 2
-    def wrapped(args: argparse.Namespace) -> int:
-        from index.errors import IndexLoadError
-        from recsys.errors import InputError, UnknownItem
-
-        try:
-            return func(args)
-        except (InputError, UnknownItem) as exc:
-            raise UsageError(str(exc)) from None
-        except IndexLoadError as exc:
-            raise JobFailed(str(exc)) from None
-
-    return wrapped
-
-
-@_input_errors
 def run_fit(args: argparse.Namespace) -> int:
     from index.store import IndexStore, load_version
     from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
@@ -126,7 +116,6 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-@_input_errors
 def run_recommend(args: argparse.Namespace) -> int:
     from jobs.cli.query import check_k, result_rows
     from recsys.answers import Answers, Constraints
@@ -144,7 +133,6 @@ def run_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-@_input_errors
 def run_evaluate(args: argparse.Namespace) -> int:
     from recsys.evaluation import VisualVectors, evaluate, format_table
 

@@ -7,8 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from embeddings.errors import InputError as EmbeddingsInputError
-from index.errors import IndexLoadError, InputError, RecallNotMet, UpdateNotSupported
+from index.errors import IndexLoadError, RecallNotMet, UpdateNotSupported
 from jobs.errors import JobFailed, UsageError
 
 log = logging.getLogger("recsys.index")
@@ -72,8 +71,6 @@ def run_build(args: argparse.Namespace) -> int:
         if version is None:
             version = build_version(args.embeddings, args.store, args.factory, budget, args.target_recall,
                                     publish=not args.no_publish, keep=args.keep)
-    except (InputError, EmbeddingsInputError) as exc:
-        raise UsageError(str(exc)) from None
     except RecallNotMet as exc:
         raise JobFailed(f"{exc}; lower --target-recall or choose another --factory") from None
     print(version)
@@ -117,8 +114,6 @@ def run_publish(args: argparse.Namespace) -> int:
 
     try:
         IndexStore(args.store).publish(args.version)
-    except InputError as exc:
-        raise UsageError(str(exc)) from None
     except IndexLoadError as exc:
         raise JobFailed(f"{exc}; CURRENT unchanged") from None
     print(args.version)
@@ -130,8 +125,6 @@ def run_rollback(args: argparse.Namespace) -> int:
 
     try:
         version = IndexStore(args.store).rollback()
-    except InputError as exc:
-        raise UsageError(str(exc)) from None
     except IndexLoadError as exc:
         raise JobFailed(f"{exc}; CURRENT unchanged") from None
     print(version)
@@ -141,10 +134,7 @@ def run_rollback(args: argparse.Namespace) -> int:
 def _load(store: Path, version: str | None):
     from index.store import load_version
 
-    try:
-        return load_version(store, version)
-    except IndexLoadError as exc:
-        raise JobFailed(str(exc)) from None
+    return load_version(store, version)  # IndexLoadError: exit 1 (jobs/cli/__init__.py)
 
 
 def _summary(meta: dict) -> dict:

@@ -10,8 +10,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from jobs.errors import UsageError
-
 LOG_FILE = "nightly.log"
 
 
@@ -23,10 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from index.errors import InputError as IndexInputError
     from jobs.nightly.config import load_config
     from jobs.nightly.run import run_nightly
-    from recsys.errors import InputError as RecsysInputError
 
     config = load_config(args.config)
     config.work_dir.mkdir(parents=True, exist_ok=True)
@@ -36,8 +32,6 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger().addHandler(handler)
     try:
         report = run_nightly(config)
-    except (IndexInputError, RecsysInputError) as exc:
-        raise UsageError(str(exc)) from None
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
