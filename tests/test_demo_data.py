@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from embeddings.backbones import Backbone
 from embeddings.catalog import read_catalog
-from jobs.demo.data import DemoConfig, draw_item, generate
+from jobs.demo.data import DemoConfig, DemoData, draw_item, generate
 from recsys.events import load_events
 
 SMALL = DemoConfig(n_items=30, n_users=25, days=20, late_days=5, late_frac=0.3)
@@ -39,7 +40,7 @@ def test_files_load_and_cold_items_have_no_early_events(tmp_path: Path) -> None:
     assert (joined.timestamp >= joined.arrival).all()  # nobody touches an item before it arrives
 
 
-def top_share(data, column: str) -> float:  # noqa: ANN001 - DemoData
+def top_share(data: DemoData, column: str) -> float:
     """Mean over users of the share of their events on their most frequent value of `column`."""
     events = pd.read_csv(data.events).merge(pd.read_csv(data.attributes), on="item_id")
     shares = events.groupby("user_id")[column].agg(lambda c: c.value_counts(normalize=True).iloc[0])
@@ -65,7 +66,7 @@ def test_drawings_differ_by_attribute() -> None:
     assert red.size == (224, 224) and red.getpixel((112, 112)) != blue.getpixel((112, 112))
 
 
-def test_lite0_sees_the_hidden_styles_and_the_evaluation_runs(tmp_path: Path, lite0) -> None:  # noqa: ANN001
+def test_lite0_sees_the_hidden_styles_and_the_evaluation_runs(tmp_path: Path, lite0: Backbone) -> None:
     """Real pretrained Lite0 vectors of the drawn items: look-alikes share attributes far above chance,
     and the evaluation report holds every model, overall and on the cold-start slice."""
     from PIL import Image

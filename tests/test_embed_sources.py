@@ -40,7 +40,7 @@ class ImageServer(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:  # the stdlib's method name
         hits = self.hits[self.path] = self.hits.get(self.path, 0) + 1
         if self.path.startswith("/ok/"):
             self._send(200, jpeg(int(self.path.split("/")[-1].split(".")[0])))

@@ -156,7 +156,7 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
     script.write_text(LUA.format(items=args.items))
     base = f"http://127.0.0.1:{args.port}"
     env = {k: v for k, v in os.environ.items() if k != "RECSYS_ADMIN_TOKEN"}
-    log = open(work / "serve.log", "wb")  # noqa: SIM115 - closed in finally
+    log = open(work / "serve.log", "wb")  # closed in the finally below
     server = subprocess.Popen(
         [sys.executable, "-m", "jobs", "serve", "--store", str(store), "--port", str(args.port),
          "--reload-interval", "0.5", "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
