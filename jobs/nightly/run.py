@@ -22,7 +22,7 @@ import secrets
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,12 @@ from jobs.nightly.config import NightlyConfig
 from jobs.nightly.report import Rejected, RunReport, now
 from jobs.nightly.state import read_state, run_lock, write_state
 from recsys.errors import InputError as RecsysInputError
+
+if TYPE_CHECKING:
+    from index.loaded import LoadedIndex
+    from index.store import IndexStore
+    from recsys.behaviour_store import Behaviour
+    from recsys.split import Split
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +120,7 @@ def _embed_dir(work: Path, run_id: str) -> Path:
 
 
 def _start_run(state: dict[str, Any], fingerprint: str, config: NightlyConfig,
-               store: Any) -> tuple[dict[str, Any], bool]:
+               store: IndexStore) -> tuple[dict[str, Any], bool]:
     """Resume the unfinished run when it had the same catalogue and model; else start a new one."""
     run = state.get("in_progress")
     same = run and (run.get("catalog"), run.get("model"), run.get("part_size")) == (
@@ -134,7 +140,7 @@ def _start_run(state: dict[str, Any], fingerprint: str, config: NightlyConfig,
     return run, False
 
 
-def _discard_candidates(store: Any, run: dict[str, Any], keep: bool) -> None:
+def _discard_candidates(store: IndexStore, run: dict[str, Any], keep: bool) -> None:
     """Delete the run's unpublished versions (a published one is never touched)."""
     published = set(store.history()) | {store.current_version()}
     if not keep:
@@ -159,7 +165,7 @@ def _clean_runs(work: Path, state: dict[str, Any], run_id: str) -> None:
 
 
 def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], state: dict[str, Any],
-            store: Any, report: RunReport, serving: str | None) -> str:
+            store: IndexStore, report: RunReport, serving: str | None) -> str:
     """Embed, index, behaviour and their gates; returns the version to publish."""
     from index.store import read_meta
 
@@ -230,7 +236,7 @@ def _embed(config: NightlyConfig, catalog: pd.DataFrame, embed_dir: Path, state:
     return manifest
 
 
-def _build(config: NightlyConfig, embed_dir: Path, store: Any) -> tuple[str, float]:
+def _build(config: NightlyConfig, embed_dir: Path, store: IndexStore) -> tuple[str, float]:
     """An unpublished version and its measured recall@10 (a target above 1 is measured against 1)."""
     from index.build import build_version
     from index.errors import RecallNotMet
@@ -245,7 +251,7 @@ def _build(config: NightlyConfig, embed_dir: Path, store: Any) -> tuple[str, flo
     return version, float(read_meta(store.version_dir(version))["recall@10"])
 
 
-def _fit_behaviour(config: NightlyConfig, store: Any, candidate: str, state: dict[str, Any],
+def _fit_behaviour(config: NightlyConfig, store: IndexStore, candidate: str, state: dict[str, Any],
                    run: dict[str, Any], info: dict[str, Any], events: pd.DataFrame) -> str:
     """A new unpublished version: the candidate's index plus behaviour; the index-only one is dropped."""
     from index.store import load_version
@@ -261,8 +267,8 @@ def _fit_behaviour(config: NightlyConfig, store: Any, candidate: str, state: dic
     return version
 
 
-def _offline_gate(report: RunReport, info: dict[str, Any], store: Any, candidate: str, serving: str | None,
-                  events: pd.DataFrame, margin: float) -> None:
+def _offline_gate(report: RunReport, info: dict[str, Any], store: IndexStore, candidate: str,
+                  serving: str | None, events: pd.DataFrame, margin: float) -> None:
     """The offline-recall gate. Fails closed: a candidate whose saved models cannot be read or scored
     is rejected. Passes unmeasured only when the events are too few to hold a window out. A first
     run (nothing serving, or nothing serving with behaviour) must reach FIRST_RUN_FLOOR."""
@@ -291,8 +297,8 @@ def _offline_gate(report: RunReport, info: dict[str, Any], store: Any, candidate
                 f"absolute floor {FIRST_RUN_FLOOR})")
 
 
-def _offline_recalls(store: Any, candidate: str, serving: str | None,
-                     window: Any) -> tuple[float, float | None]:
+def _offline_recalls(store: IndexStore, candidate: str, serving: str | None,
+                     window: Split) -> tuple[float, float | None]:
     """Hybrid Recall@10 of the candidate's and the serving version's own saved models (behaviour
     model, visual neighbour lists, blend, cold donors: what each version serves) on the held-out
     window (`window`, a temporal Split): histories from the events before it, answers over each
@@ -319,7 +325,7 @@ def _offline_recalls(store: Any, candidate: str, serving: str | None,
     return new, _hybrid_recall(window, old_loaded, old_behaviour, catalogue)
 
 
-def _hybrid_recall(window: Any, loaded: Any, behaviour: Any, catalogue: set[str]) -> float:
+def _hybrid_recall(window: Split, loaded: LoadedIndex, behaviour: Behaviour, catalogue: set[str]) -> float:
     """Recall@10 of `behaviour.hybrid()` as the service answers: the same recent-weighted histories,
     seen items dropped, only items of `catalogue` that the version may show (in its index, in stock)."""
     from recsys.interactions import from_events
