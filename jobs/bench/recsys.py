@@ -21,6 +21,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from embeddings.cores import cpu_count
 from jobs.bench.markdown import write_section
 from jobs.errors import UsageError
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     command = "recsys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     parts = [f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {platform.machine()} with "
-             f"{_cores()} cores (load average {load:.1f} at the start: the cores are shared, so times are "
+             f"{cpu_count()} cores (load average {load:.1f} at the start: the cores are shared, so times are "
              f"upper bounds). Command: `{command}`", ""]
     if args.scale:  # first, so that the peak memory is this fit's own
         parts += _scale(args.scale)
@@ -178,6 +179,3 @@ def _seeds(raw: str) -> list[int]:
     except ValueError:
         raise UsageError(f"seeds must be comma-separated integers, not {raw!r}") from None
 
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -1,4 +1,4 @@
-"""The onnxruntime engine: a static export of the real Lite0 gives torch eager's vectors."""
+"""The onnxruntime runtime: a static export of the real Lite0 gives torch eager's vectors."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import torch
 
 from embeddings.artifact import write_artifact
 from embeddings.backbones import load_backbone
-from embeddings.embedder import Embedder
-from embeddings.engines import make_embedder
 from embeddings.errors import InputError
-from embeddings.onnx_engine import OnnxEmbedder, export_onnx
+from embeddings.onnx_export import export_onnx
+from embeddings.onnx_runtime import OnnxEmbedder
+from embeddings.runtimes import make_embedder
+from embeddings.torch_runtime import TorchEmbedder
 from jobs.fixtures.real_photos import real_photos
 
 
@@ -38,7 +39,7 @@ def test_static_export_folds_same_padding_into_convs(exported) -> None:
 
 def test_fp32_onnxruntime_matches_torch_eager_on_real_photos(lite0, exported, photos) -> None:
     ort_embedder = OnnxEmbedder(exported, lite0.data_config, lite0.dim, threads=2)
-    torch_embedder = Embedder(lite0, "cpu")
+    torch_embedder = TorchEmbedder(lite0, "cpu")
     batch = torch.stack([torch_embedder.transform(photo) for photo in photos])
     expected = torch_embedder.embed_tensors(batch)
     got = ort_embedder.embed_tensors(batch)
@@ -55,15 +56,15 @@ def test_fp32_onnxruntime_matches_torch_eager_on_real_photos(lite0, exported, ph
 def test_onnx_artifact_loads_through_load_backbone_and_picks_onnxruntime(lite0, exported, photos,
                                                                          tmp_path) -> None:
     folder = write_artifact(tmp_path / "art", arch=lite0.arch, data_config=lite0.data_config,
-                            feature_dim=lite0.dim, engine="onnx", precision="fp32", steps=[],
+                            feature_dim=lite0.dim, runtime="onnx", precision="fp32", steps=[],
                             teacher={"spec": lite0.spec, "id": lite0.model_id}, onnx_file=exported)
     backbone = load_backbone(str(folder))
-    assert backbone.extra["engine"] == "onnx" and backbone.dim == 1280
+    assert backbone.extra["runtime"] == "onnx" and backbone.dim == 1280
     embedder = make_embedder(backbone, "cpu")
     assert isinstance(embedder, OnnxEmbedder)
-    assert isinstance(make_embedder(lite0, "cpu"), Embedder)
+    assert isinstance(make_embedder(lite0, "cpu"), TorchEmbedder)
     vectors = embedder.embed_images(photos[:3])
-    expected = Embedder(lite0, "cpu").embed_images(photos[:3])
+    expected = TorchEmbedder(lite0, "cpu").embed_images(photos[:3])
     assert (vectors * expected).sum(axis=1).min() >= 0.9999
     assert backbone.model_id != lite0.model_id  # the artifact's vectors are never mixed with torch's
 
