@@ -30,7 +30,7 @@ class Backbone:
     data_config: dict[str, Any]  # timm's resolved data config: input_size, mean, std, crop, ...
     dim: int
     weights_sha256: str
-    extra: dict[str, Any] = field(default_factory=dict)  # onnx_path, projection_path, precision, ...
+    extra: dict[str, Any] = field(default_factory=dict)  # onnx_path, projection_path, precision, pretrained
     load_model: Callable[[], torch.nn.Module] | None = field(default=None, repr=False, compare=False)
 
     def torch_model(self) -> torch.nn.Module:

@@ -44,7 +44,7 @@ def load_backbone(spec: str = DEFAULT_MODEL, *, arch: str | None = None, pretrai
 
 
 def artifact_backbone(path: Path) -> Backbone:
-    """A `Backbone` for an artifact folder; `extra["runtime"]` says which runtime runs it.
+    """A `Backbone` for an artifact folder, on the runtime its model.json names.
 
     For the onnx runtime `extra["onnx_path"]` names the model file (and `extra["projection_path"]`
     the projection); torch weights, where the folder also holds them, load on first use.
@@ -68,7 +68,7 @@ def artifact_backbone(path: Path) -> Backbone:
         hashes.append(weights_hash)
     if projection is not None:
         hashes.append(hashlib.sha256(projection.tobytes()).hexdigest())
-    extra = {"runtime": runtime, "precision": record.get("precision", "fp32"), "artifact": str(path)}
+    extra = {"precision": record.get("precision", "fp32"), "artifact": str(path)}
     if runtime == "onnx":
         extra["onnx_path"] = str(path / files["onnx"])
         if projection is not None:

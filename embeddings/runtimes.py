@@ -67,7 +67,7 @@ def with_runtime(backbone: Backbone, runtime: str, device: str = "auto") -> Back
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         export_onnx(backbone, tmp)
         os.replace(tmp, path)  # concurrent jobs each write their own tmp; the last rename wins
-    return dataclasses.replace(backbone, extra={**backbone.extra, "onnx_path": str(path), "runtime": "onnx"})
+    return dataclasses.replace(backbone, extra={**backbone.extra, "onnx_path": str(path)})
 
 
 def make_embedder(backbone: Backbone, device: str = "auto", threads: int | None = None, *,

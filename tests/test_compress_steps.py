@@ -102,7 +102,7 @@ def test_pruning_cuts_macs_keeps_dim_and_round_trips_through_an_artifact(lite0, 
                             steps=[{"step": "prune", "ratio": 0.25}], teacher={"spec": "t"}, model=model,
                             pruned=True)
     reloaded = load_backbone(str(folder))
-    assert reloaded.dim == lite0.dim and reloaded.extra["runtime"] == "torch"
+    assert reloaded.dim == lite0.dim and reloaded.runtime == "torch"
     with torch.no_grad():
         again = reloaded.model(x)
     assert torch.allclose(out, again, atol=1e-5)
