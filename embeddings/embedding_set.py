@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embeddings.errors import InputError
+from embeddings.files import atomic_write_json
 
 MANIFEST = "embedding_set.json"
 FAILURES = "failures.parquet"
@@ -41,12 +42,6 @@ def part_name(part: int) -> str:
 def atomic_write_table(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(data: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 

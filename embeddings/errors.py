@@ -1,10 +1,13 @@
-"""Errors of the embeddings package."""
+"""Errors of the embeddings package, and the one base for bad input across the project.
+
+`InputError` is defined here, at the lowest layer, and re-exported by `index.errors` and
+`recsys.errors`: the command line catches it once (exit code 2) and the API maps it to 422."""
 
 from __future__ import annotations
 
 
 class InputError(ValueError):
-    """Bad input that the caller can fix: the message names the file, row, field or option."""
+    """Bad input that the caller can fix: the message names the file, row, field or option (exit 2)."""
 
 
 class ImageError(Exception):

@@ -10,12 +10,9 @@ and `meta.json`. Search parameters are tuned to the target recall before the ver
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +32,7 @@ from index.loaded import (
     NEIGHBOURS_FILE,
     VECTORS_FILE,
 )
-from index.store import (
-    DEFAULT_KEEP,
-    META,
-    IndexStore,
-    atomic_write_text,
-    load_version,
-    new_version_id,
-    sha256_file,
-)
+from index.store import DEFAULT_KEEP, IndexStore, load_version
 from index.tuning import TuneResult, held_out_rows, hnsw_of, tune, tune_held_out
 
 log = logging.getLogger(__name__)
@@ -65,6 +54,37 @@ class BuildOptions:
     neighbours_max: int = 250_000  # above this, no stored neighbour lists (the batched search costs minutes)
     flat_max_cost: int = FLAT_MAX_COST
     seed: int = 0
+
+
+@dataclass
+class MeasuredRecall:
+    """The tuned search parameter and the recall@10 it reaches, and how that was measured."""
+
+    tuned: TuneResult
+    target: float
+    queries: int
+    method: str
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "search": self.tuned.params,
+            "recall@10": round(self.tuned.recall, 4),
+            "recall": {"k": RECALL_K, "target": self.target, "met": self.tuned.met, "queries": self.queries,
+                       "method": self.method, "curve": [[v, round(r, 4)] for v, r in self.tuned.curve]},
+        }
+
+
+@dataclass
+class BuiltIndex:
+    """A filled and tuned index with what a version stores beside it; rows in the index's add order."""
+
+    index: faiss.Index
+    es: EmbeddingSet
+    vectors: np.ndarray
+    fids: np.ndarray
+    items: pd.DataFrame
+    recall: MeasuredRecall
+    origin: dict[str, Any]  # meta.json fields saying how it came about: factory, build or update, parent
 
 
 # -- the FAISS part: usable on plain arrays (the benchmark calls these directly) -------------------
@@ -187,17 +207,18 @@ def build_version(embeddings_dir: str | Path, store_dir: str | Path, factory: st
     fids = stable_ids(es.item_ids.tolist())
     with threads.threads(threads.build_threads()):
         index, train_size, tuned, build_s = build_tuned(es.vectors, fids, factory, target_recall, opts)
-        meta = {
+        recall = MeasuredRecall(tuned, target_recall, len(held_out_rows(n, opts.tune_queries, opts.seed)),
+                                HELD_OUT_METHOD)
+        origin = {
             "factory": factory,
             "factory_reason": reason,
-            "recall_queries": len(held_out_rows(n, opts.tune_queries, opts.seed)),
             "build": {"seconds": round(build_s, 2), "train_size": train_size,
                       "threads": threads.build_threads(),
                       "ef_construction": opts.ef_construction if hnsw_of(index) is not None else None,
                       "memory_budget": memory_budget},
         }
-        return _finish(IndexStore(store_dir), index, es, es.vectors, fids, _items(es, fids), meta, tuned,
-                       target_recall, publish, keep, opts)
+        built = BuiltIndex(index, es, es.vectors, fids, _items(es, fids), recall, origin)
+        return _finish(IndexStore(store_dir), built, publish, keep, opts)
 
 
 def update_version(embeddings_dir: str | Path, store_dir: str | Path, base: str | None = None,
@@ -244,40 +265,51 @@ def update_version(embeddings_dir: str | Path, store_dir: str | Path, base: str 
         build_s = time.perf_counter() - started
         tuned = tune(index, es.vectors[order], fids[order], target_recall, RECALL_K, opts.tune_queries,
                      opts.seed)
-        meta = {
+        recall = MeasuredRecall(tuned, target_recall, min(opts.tune_queries, len(order)), IN_INDEX_METHOD)
+        origin = {
             "factory": old.meta["factory"],
             "factory_reason": f"update of {old.version}",
             "parent": old.version,
-            "recall_method": IN_INDEX_METHOD,
             "update": {"added": int(added.sum()), "removed": int(len(removed)),
                        "replaced": int(len(replaced)), "seconds": round(build_s, 2)},
             "build": old.meta.get("build", {}),
         }
         items = _items(es, fids).iloc[order].reset_index(drop=True)
-        return _finish(IndexStore(store_dir), index, es, es.vectors[order], fids[order], items, meta, tuned,
-                       target_recall, publish, keep, opts)
+        built = BuiltIndex(index, es, es.vectors[order], fids[order], items, recall, origin)
+        return _finish(IndexStore(store_dir), built, publish, keep, opts)
 
 
-def _finish(store: IndexStore, index: faiss.Index, es: EmbeddingSet, vectors: np.ndarray, fids: np.ndarray,
-            items: pd.DataFrame, meta: dict[str, Any], tuned: TuneResult, target: float, publish: bool,
-            keep: int, opts: BuildOptions) -> str:
-    """Write the version (staging folder, checksums, rename), then publish and prune if the recall is met."""
-    version = new_version_id()
+def _finish(store: IndexStore, built: BuiltIndex, publish: bool, keep: int, opts: BuildOptions) -> str:
+    """Write the version, then publish and prune if its recall met the target (RecallNotMet if not)."""
+    version = _write(store, built, opts)
+    tuned, factory = built.recall.tuned, built.origin["factory"]
+    log.info("version %s: %s, recall@10 %.4f with %s", version, factory, tuned.recall, tuned.params)
+    if not tuned.met:
+        raise RecallNotMet(version, tuned.recall, built.recall.target,
+                           f"{factory}, best parameters {tuned.params or 'none'}")
+    if publish:
+        store.publish(version)
+        store.prune(keep)
+    return version
+
+
+def _write(store: IndexStore, built: BuiltIndex, opts: BuildOptions) -> str:
+    """The version's files and meta.json, through the store's writer (staging, checksums, rename)."""
+    index, es, vectors = built.index, built.es, built.vectors
     n, dim = vectors.shape
-    staging = store.staging_dir(version)
-    try:
-        faiss.write_index(index, str(staging / INDEX_FILE))
-        items.to_parquet(staging / ITEMS_FILE, index=False)
-        np.save(staging / VECTORS_FILE, vectors.astype(np.float16))
+    with store.write_version() as writer:
+        faiss.write_index(index, str(writer.file(INDEX_FILE)))
+        built.items.to_parquet(writer.file(ITEMS_FILE), index=False)
+        np.save(writer.file(VECTORS_FILE), vectors.astype(np.float16))
         neighbours_k = 0
         if n <= opts.neighbours_max and n > 1:
-            rows, scores = neighbour_lists(index, vectors, fids, opts.neighbours_k)
-            np.save(staging / NEIGHBOURS_FILE, rows)
-            np.save(staging / NEIGHBOUR_SCORES_FILE, scores)
+            rows, scores = neighbour_lists(index, vectors, built.fids, opts.neighbours_k)
+            np.save(writer.file(NEIGHBOURS_FILE), rows)
+            np.save(writer.file(NEIGHBOUR_SCORES_FILE), scores)
             neighbours_k = rows.shape[1]
-        meta.update({
-            "version": version,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        writer.commit({
+            **built.origin,
+            **built.recall.meta(),
             "index_type": type(faiss.downcast_index(index)).__name__,
             "dim": int(dim),
             "count": int(n),
@@ -286,32 +318,13 @@ def _finish(store: IndexStore, index: faiss.Index, es: EmbeddingSet, vectors: np
             "model_id": es.model_id,
             "model": es.manifest.get("model", {}),
             "embeddings": {"path": str(es.path.resolve()), "counts": es.manifest.get("counts")},
-            "search": tuned.params,
-            "recall@10": round(tuned.recall, 4),
-            "recall": {"k": RECALL_K, "target": target, "met": tuned.met,
-                       "queries": meta.pop("recall_queries", min(opts.tune_queries, n)),
-                       "method": meta.pop("recall_method", HELD_OUT_METHOD),
-                       "curve": [[v, round(r, 4)] for v, r in tuned.curve]},
             "memory_estimate_bytes": _memory_estimate(index, n, dim),
             "supports_remove": supports_remove(index),
             "vectors": {"file": VECTORS_FILE, "dtype": "float16"},
             "neighbours": {"k": neighbours_k} if neighbours_k else None,
             "ids": "faiss_id = blake2b-64(item_id) & (2**63 - 1), stable across versions",
         })
-        meta["checksums"] = {p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.is_file()}
-        atomic_write_text(staging / META, _json(meta))
-        store.commit(staging, version)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    log.info("version %s: %s, recall@10 %.4f with %s", version, meta["factory"], tuned.recall, tuned.params)
-    if not tuned.met:
-        raise RecallNotMet(version, tuned.recall, target,
-                           f"{meta['factory']}, best parameters {tuned.params or 'none'}")
-    if publish:
-        store.publish(version)
-        store.prune(keep)
-    return version
+    return writer.version
 
 
 def _read_set(path: str | Path) -> EmbeddingSet:
@@ -341,7 +354,3 @@ def _memory_estimate(index: faiss.Index, n: int, dim: int) -> int:
 def _check_target(target: float) -> None:
     if not 0 < target <= 1:
         raise InputError(f"--target-recall must be in (0, 1], got {target}")
-
-
-def _json(meta: dict[str, Any]) -> str:
-    return json.dumps(meta, indent=2, sort_keys=True) + "\n"

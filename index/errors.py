@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from embeddings.errors import InputError
 
-class InputError(ValueError):
-    """Bad input that the caller can fix: the message names the file, option or item."""
+__all__ = ["IndexLoadError", "InputError", "RecallNotMet", "UpdateNotSupported"]
 
 
 class IndexLoadError(Exception):

@@ -15,20 +15,15 @@ import numpy as np
 
 from index import threads
 from index.loaded import LoadedIndex
-from index.tuning import drop_self, exact_knn, recall_at_k
+from index.tuning import sample_queries
 
 
 def evaluate(loaded: LoadedIndex, k: int = 10, queries: int = 1000, seed: int = 0) -> dict[str, Any]:
     n = len(loaded)
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, size=min(queries, n), replace=False))
-    kk = min(k, n - 1)
     vectors = np.asarray(loaded.vectors, dtype=np.float32)
-    xq = np.ascontiguousarray(vectors[rows])
-    own = loaded.fids[rows]
     with threads.threads(threads.build_threads()):
-        _, exact = exact_knn(vectors, xq, kk + 1)
-        truth = drop_self(loaded.fids[exact], own, kk)
+        sample = sample_queries(vectors, loaded.fids, k, queries, seed)
+        xq, kk = sample.xq, sample.k
         started = time.perf_counter()
         _, found = loaded.index.search(xq, kk + 1)
         batched_s = time.perf_counter() - started
@@ -44,7 +39,7 @@ def evaluate(loaded: LoadedIndex, k: int = 10, queries: int = 1000, seed: int = 
         "k": kk,
         "queries": len(xq),
         "search": loaded.meta.get("search", {}),
-        f"recall@{kk}": round(recall_at_k(drop_self(found, own, kk), truth), 4),
+        f"recall@{kk}": round(sample.recall(found), 4),
         "recorded_recall@10": loaded.meta.get("recall@10"),
         "qps_single_thread": round(len(xq) / single_s, 1),
         "qps_batched": round(len(xq) / batched_s, 1),

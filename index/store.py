@@ -1,9 +1,10 @@
-"""The versioned index store (DESIGN.md "Index store").
+"""The versioned index store (DESIGN.md "Index store"): reading, writing and publishing versions.
 
 Layout:
 - `versions/<id>/`: `index.faiss`, `items.parquet`, `vectors.npy`, optional `neighbours.npy` and
-  `neighbour_scores.npy`, and `meta.json` (which records a SHA-256 of every other file).
-  A version is written under `versions/.tmp-<id>/` and renamed when complete; it is never
+  `neighbour_scores.npy`, optional `behaviour/`, and `meta.json` (which records a SHA-256 of every
+  other file, by its path inside the version). A version is written under `versions/.tmp-<id>/`
+  and renamed when complete (`IndexStore.write_version`, the one way to write one); it is never
   modified afterwards.
 - `CURRENT`: the id of the serving version, replaced atomically (temporary file, os.replace).
 - `HISTORY`: the ids published so far, oldest first, which `rollback` walks back through.
@@ -11,16 +12,21 @@ Layout:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 import shutil
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from embeddings.files import atomic_write_json, atomic_write_text, file_sha256
 from index.errors import IndexLoadError, InputError
+
+if TYPE_CHECKING:
+    from index.loaded import LoadedIndex
 
 VERSIONS = "versions"
 CURRENT = "CURRENT"
@@ -32,20 +38,6 @@ DEFAULT_KEEP = 5
 def new_version_id() -> str:
     """Sortable by creation time; the random tail keeps two builds in one second apart."""
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ") + "-" + secrets.token_hex(3)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_meta(version_dir: Path) -> dict[str, Any]:
@@ -67,7 +59,7 @@ def verify_checksums(version_dir: Path, meta: dict[str, Any]) -> None:
         path = version_dir / name
         if not path.is_file():
             raise IndexLoadError(f"{path}: missing from index version {version_dir.name}")
-        actual = sha256_file(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise IndexLoadError(
                 f"{path}: checksum mismatch (meta.json records sha256 {expected[:12]}..., the file has "
@@ -110,16 +102,23 @@ class IndexStore:
         return path.read_text().split() if path.is_file() else []
 
     # -- writing -------------------------------------------------------------------------------
-    def staging_dir(self, version: str) -> Path:
-        path = self.root / VERSIONS / f".tmp-{version}"
-        path.mkdir(parents=True, exist_ok=False)
-        return path
+    @contextmanager
+    def write_version(self, base: str | None = None,
+                      without: Collection[str] = ()) -> Iterator[VersionWriter]:
+        """Stage a new version: the block writes its files under `writer.path` and calls `writer.commit`.
 
-    def commit(self, staging: Path, version: str) -> Path:
-        """Make a fully written staging folder a version (one rename)."""
-        final = self.version_dir(version)
-        os.rename(staging, final)
-        return final
+        With `base`, the new version is derived from that version: every file of the base that the
+        block does not write is hard-linked in at commit (except those under the paths in
+        `without`), and meta.json starts from the base's. An error in the block, or leaving it
+        without committing, removes the staging folder and leaves no version behind. Publishing is
+        the caller's.
+        """
+        writer = VersionWriter(self, base, without)
+        try:
+            yield writer
+        finally:
+            if not writer.committed:
+                shutil.rmtree(writer.path, ignore_errors=True)
 
     def publish(self, version: str) -> None:
         """Verify the version's files, then switch CURRENT to it atomically."""
@@ -131,7 +130,7 @@ class IndexStore:
         self._set_current(version)
         history = self.history()
         if not history or history[-1] != version:
-            atomic_write_text(self.root / HISTORY, "\n".join(history + [version]) + "\n")
+            atomic_write_text("\n".join(history + [version]) + "\n", self.root / HISTORY)
 
     def rollback(self) -> str:
         """Publish the version published before the current one; returns its id."""
@@ -146,7 +145,7 @@ class IndexStore:
         previous = history[-1]
         verify_checksums(self.version_dir(previous), read_meta(self.version_dir(previous)))
         self._set_current(previous)
-        atomic_write_text(self.root / HISTORY, "\n".join(history) + "\n")
+        atomic_write_text("\n".join(history) + "\n", self.root / HISTORY)
         return previous
 
     def prune(self, keep: int = DEFAULT_KEEP) -> list[str]:
@@ -165,18 +164,85 @@ class IndexStore:
 
     def _set_current(self, version: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.root / CURRENT, version + "\n")
+        atomic_write_text(version + "\n", self.root / CURRENT)
+
+
+class VersionWriter:
+    """One version being written in its staging folder; `IndexStore.write_version` hands it out."""
+
+    def __init__(self, store: IndexStore, base: str | None, without: Collection[str]) -> None:
+        self.version = new_version_id()
+        self.final = store.version_dir(self.version)
+        self.path = self.final.with_name(f".tmp-{self.version}")
+        self.base = base
+        self.base_dir = store.version_dir(base) if base is not None else None
+        self.base_meta = read_meta(self.base_dir) if self.base_dir is not None else {}
+        self.without = {Path(name) for name in without}
+        self.committed = False
+        self.path.mkdir(parents=True, exist_ok=False)
+
+    def file(self, name: str) -> Path:
+        """Where the version's file `name` (a path inside the version) is written; its folder exists."""
+        path = self.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def commit(self, fields: Mapping[str, Any]) -> Path:
+        """Link the base's remaining files, write meta.json, and rename the folder into versions/.
+
+        meta.json holds the base's fields (for a derived version), then `fields`, then `version`,
+        `created_at`, `base_version` (for a derived version) and the SHA-256 of every file. A linked
+        file keeps the checksum the base recorded, so a base file corrupted since is still caught.
+        """
+        linked = self._link_base()
+        recorded = self.base_meta.get("checksums") or {}
+        meta = {key: value for key, value in self.base_meta.items() if key != "checksums"}
+        meta.update(fields)
+        meta.update(version=self.version, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        if self.base is not None:
+            meta["base_version"] = self.base
+        meta["checksums"] = {
+            name: recorded[name] if name in linked and name in recorded else file_sha256(self.path / name)
+            for name in self._files()
+        }
+        atomic_write_json(meta, self.path / META)
+        os.rename(self.path, self.final)
+        self.committed = True
+        return self.final
+
+    def _files(self) -> list[str]:
+        """Every file of the version but meta.json, by its path inside the version."""
+        return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
+                      if p.is_file() and p != self.path / META)
+
+    def _link_base(self) -> set[str]:
+        if self.base_dir is None:
+            return set()
+        linked = set()
+        for src in sorted(self.base_dir.rglob("*")):
+            rel = src.relative_to(self.base_dir)
+            dst = self.path / rel
+            if (not src.is_file() or rel == Path(META) or dst.exists()
+                    or any(part in self.without for part in (rel, *rel.parents))):
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:  # another file system, or one without hard links
+                shutil.copy2(src, dst)
+            linked.add(str(rel))
+        return linked
 
 
 def load_version(store: str | Path, version: str | None = None, verify: bool = True,
-                 mmap: bool | None = None):  # -> LoadedIndex (imported late: loaded imports store)
+                 mmap: bool | None = None) -> LoadedIndex:
     """Load a version (None: CURRENT) for serving; IndexLoadError with a clear message otherwise.
 
     Checksums are verified first, so a corrupt file never replaces a serving index. Indexes over
     MMAP_MIN_BYTES are memory-mapped (mmap=None decides by size). FAISS search threads are set to
     `threads.search_threads()` (1 by default; see index/threads.py).
     """
-    from index.loaded import LoadedIndex
+    from index.loaded import LoadedIndex  # here, not above: reading the store needs neither FAISS nor pandas
 
     st = IndexStore(store)
     if version is None:

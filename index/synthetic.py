@@ -13,14 +13,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from embeddings.embedding_set import (
-    CATALOG,
-    MANIFEST,
-    atomic_write_json,
-    atomic_write_table,
-    merge_failures,
-    write_part,
-)
+from embeddings.embedding_set import CATALOG, MANIFEST, atomic_write_table, merge_failures, write_part
+from embeddings.files import atomic_write_json
 
 
 def clustered_vectors(n: int, dim: int = 256, latent: int = 32, clusters: int = 1000, noise: float = 0.1,

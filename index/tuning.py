@@ -113,24 +113,47 @@ def tune_held_out(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, hel
     return _sweep(index, measure, target)
 
 
+@dataclass
+class SampledQueries:
+    """Sampled indexed items as queries, with their exact top-k neighbours (each item left out)."""
+
+    rows: np.ndarray  # the sampled rows of the vectors, ascending
+    xq: np.ndarray  # their vectors, float32
+    own: np.ndarray  # their ids
+    k: int  # min(k, n - 1): an item has at most n - 1 others
+    truth: np.ndarray  # (len(rows), k): ids of each query's exact top-k others
+
+    def recall(self, found: np.ndarray) -> float:
+        """Recall@k of the ids found by searching `xq` with k + 1 (each query's own id is dropped)."""
+        return recall_at_k(drop_self(found, self.own, self.k), self.truth)
+
+
+def sample_queries(vectors: np.ndarray, fids: np.ndarray, k: int, queries: int,
+                   seed: int = 0) -> SampledQueries:
+    """Up to `queries` random rows as queries, with their exact inner-product top-k over `vectors`."""
+    n = len(vectors)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(queries, n), replace=False))
+    xq = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    kk = min(k, n - 1)
+    own = fids[rows]
+    if kk <= 0:
+        return SampledQueries(rows, xq, own, 0, np.empty((len(rows), 0), dtype=np.int64))
+    _, exact_rows = exact_knn(vectors, xq, kk + 1)
+    truth = drop_self(np.where(exact_rows >= 0, fids[exact_rows], -1), own, kk)
+    return SampledQueries(rows, xq, own, kk, truth)
+
+
 def tune(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, target: float, k: int = 10,
          queries: int = 1000, seed: int = 0) -> TuneResult:
     """Tune on sampled indexed items as queries, each with itself left out (for updated indexes,
     where nothing can be held out).
     """
-    n = len(vectors)
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, size=min(queries, n), replace=False))
-    xq = np.ascontiguousarray(vectors[rows], dtype=np.float32)
-    kk = min(k, n - 1)
-    if kk <= 0:
+    sample = sample_queries(vectors, fids, k, queries, seed)
+    if sample.k <= 0:
         return TuneResult({}, 1.0, True)
-    _, exact_rows = exact_knn(vectors, xq, kk + 1)
-    truth = drop_self(np.where(exact_rows >= 0, fids[exact_rows], -1), fids[rows], kk)
 
     def measure() -> float:
-        _, found = index.search(xq, kk + 1)
-        return recall_at_k(drop_self(found, fids[rows], kk), truth)
+        return sample.recall(index.search(sample.xq, sample.k + 1)[1])
 
     return _sweep(index, measure, target)
 

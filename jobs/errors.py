@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from embeddings.errors import InputError
 
-class UsageError(Exception):
+
+class UsageError(InputError):
     """Bad usage or bad input; the message names the file, row or option. Exit code 2."""
 
 

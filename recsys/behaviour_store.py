@@ -1,55 +1,58 @@
 """Behaviour data inside an index store version: fit it, write it as a new version, read it back.
 
-A published version folder is never modified, so fitting behaviour makes a NEW version: the base
-version's index files are hard-linked (copied where links are impossible) into a staging folder
-of the store, `behaviour/` is written beside them, `meta.json` gets the base's fields plus
-`base_version` and a `behaviour` record and fresh checksums, and the store's commit/publish
-(index.store.IndexStore) make it the serving version.
+A published version folder is never modified, so fitting behaviour makes a NEW version derived
+from the base through the store's writer (index.store.IndexStore.write_version): `behaviour/` is
+written, the base's other files are hard-linked, `meta.json` gets the base's fields plus
+`base_version` and a `behaviour` record, and publishing makes it the serving version.
 
-`behaviour/` holds `behaviour.json` (model kind, hybrid weight, counts, source), `model.npz` (the
-behaviour model), `visual.npz` (every item's visual neighbours) and `interactions.npz` (each
-user's history: what to exclude and where to start from).
+`behaviour/` holds `behaviour.json` (model kind, hybrid weight, counts, source, and every setting
+chosen on validation with the recall of each one tried), `model.npz` (the behaviour model),
+`visual.npz` (every item's visual neighbours), `interactions.npz` (each user's history: what to
+exclude and where to start from) and, when cold items borrow by projection, `cold_donors.npz`
+(each item without events: the warm items its picture projects nearest to in behaviour space).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys.cleaning import CleaningConfig, clean_events
 from recsys.errors import InputError
-from recsys.evaluation import WEIGHT_GRID, choose_hybrid
+from recsys.evaluation import Settings, VisualVectors, choose_settings
 from recsys.interactions import Interactions, from_events
 from recsys.models import (
+    DEFAULT_BEHAVIOUR_MODELS,
     HybridModel,
     ItemModel,
     NeighbourModel,
     VisualModel,
-    auto_behaviour_model,
     make_behaviour_model,
+    usable_behaviour_models,
 )
-from recsys.split import split_events
+from recsys.models.projection import projected_donors
+from recsys.sparse_ops import csr_arrays, csr_from
 
 log = logging.getLogger(__name__)
 
 BEHAVIOUR_DIR = "behaviour"
 MANIFEST = "behaviour.json"
+DONORS_FILE = "cold_donors.npz"
+RANKER_FILE = "ranker.txt"
 
 
 @dataclass
 class FitOptions:
-    model: str = "auto"  # cooc, ease or auto
-    hybrid_weight: float | None = None  # None: chosen on a temporal validation split of the events
-    recency_half_life_days: float | None = 14.0
+    model: str = "auto"  # a behaviour model name (recsys.models.BEHAVIOUR_MODELS) or auto: chosen
+    hybrid_weight: float | None = None  # None: chosen on a temporal validation window of the events
+    recency_half_life_days: float | None = None  # None: chosen on validation; 0: off
     visual_neighbours: int = 50
     k: int = 10  # the K of the Recall@K that chooses the hybrid weight
     cleaning: CleaningConfig | None = None
@@ -63,10 +66,15 @@ class Behaviour:
     model: NeighbourModel
     visual: VisualModel
     interactions: Interactions
+    donors: sp.csr_matrix | None = None  # cold items' donors by projection (None: by image)
+    ranker: str | None = None  # the LightGBM second stage (model text), trained on validation
 
     def hybrid(self) -> HybridModel:
         return HybridModel(float(self.manifest["hybrid_weight"]),
-                           float(self.manifest.get("hybrid_cold_weight", 1.0))).build(self.model, self.visual)
+                           float(self.manifest.get("hybrid_cold_weight", 1.0)),
+                           str(self.manifest.get("hybrid_cold", "visual")),
+                           int(self.manifest.get("hybrid_donors", 20))).build(self.model, self.visual,
+                                                                              self.donors)
 
 
 def visual_from_index(loaded: Any, item_space: np.ndarray, neighbours: int) -> VisualModel:
@@ -84,43 +92,51 @@ def visual_from_index(loaded: Any, item_space: np.ndarray, neighbours: int) -> V
 
 
 def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None = None) -> Behaviour:
-    """Fit the behaviour model, the visual neighbours and the hybrid weight for one index version."""
+    """Fit the behaviour model, the visual neighbours and the hybrid for one index version; every
+    setting not fixed in `options` is chosen on the last 20% (by time) of the events."""
     options = options or FitOptions()
     events = clean_events(events, options.cleaning)
     catalogue = loaded.items["item_id"].astype(str).tolist()
     known = set(catalogue)
     item_space = np.array(catalogue + [i for i in pd.unique(events.item_id) if i not in known], dtype=str)
-    # auto: both models where EASE fits, the better one chosen on validation; else co-occurrence
-    names = [options.model] if options.model != "auto" else (
-        ["cooc", "ease"] if auto_behaviour_model(len(item_space)) == "ease" else ["cooc"])
-    interactions = from_events(events, item_space, options.recency_half_life_days)
+    names = [options.model] if options.model != "auto" else usable_behaviour_models(
+        list(DEFAULT_BEHAVIOUR_MODELS), len(item_space))
+    vectors = VisualVectors(np.asarray(catalogue, dtype=str), np.asarray(loaded.vectors, dtype=np.float32))
+    try:
+        settings = choose_settings(events, item_space, names, options.k, vectors, options.hybrid_weight,
+                                   options.recency_half_life_days)
+    except InputError as exc:  # too few events to validate on
+        log.warning("cannot validate (%s); using %s with defaults", exc, names[0])
+        settings = Settings(names[0], {}, options.recency_half_life_days or 0.0,
+                            0.5 if options.hybrid_weight is None else options.hybrid_weight,
+                            validation={"skipped": str(exc)})
+    interactions = from_events(events, item_space, settings.recency_half_life_days or None)
     visual = visual_from_index(loaded, item_space, options.visual_neighbours)
-    name, weight, cold, validation = names[0], options.hybrid_weight, 1.0, None
-    if weight is None or len(names) > 1:
-        try:
-            split = split_events(events, "temporal", 0.2)
-            grid = [weight] if weight is not None else WEIGHT_GRID
-            name, weight, cold, validation = choose_hybrid(
-                split, item_space, visual, names, options.k, seed=0, weights=grid,
-                recency_half_life_days=options.recency_half_life_days)
-        except InputError as exc:  # too few events to validate on
-            log.warning("cannot validate the hybrid (%s); using %s with weight 0.5", exc, names[0])
-            weight = 0.5 if weight is None else weight
-    model = make_behaviour_model(name).fit(interactions)
+    model = make_behaviour_model(settings.behaviour_model, **settings.behaviour_params).fit(interactions)
+    donors = projected_donors(interactions, vectors.item_ids, vectors.vectors) \
+        if settings.cold == "projection" else None
+    chosen = settings.to_dict()
+    ranker = settings.ranker.model_to_string() if settings.ranker is not None else None
     manifest = {
-        "model": name,
+        "model": settings.behaviour_model,
         "params": model.params(),
-        "hybrid_weight": weight,
-        "hybrid_cold_weight": cold,
-        "hybrid_validation": validation,
-        "recency_half_life_days": options.recency_half_life_days,
+        "hybrid_weight": settings.hybrid_weight,
+        "hybrid_cold": settings.cold,
+        "hybrid_cold_weight": settings.cold_weight,
+        "hybrid_donors": settings.donors,
+        "hybrid_validation": chosen.pop("validation"),
+        # what validation preferred; serving answers with the blend until the answer path takes the
+        # ranker (saved as ranker.txt)
+        "second_stage": settings.second_stage, "serving_stage": "blend",
+        "settings": chosen,
+        "recency_half_life_days": settings.recency_half_life_days,
         "visual_neighbours": options.visual_neighbours,
         "counts": {"events": len(events), "users": len(interactions.user_ids), "items": len(item_space),
                    "items_with_behaviour": int(model.has_neighbours().sum()),
                    "catalogue_items": len(catalogue)},
         "event_time": {"first": int(events.timestamp.min()), "last": int(events.timestamp.max())},
     }
-    return Behaviour(manifest, model, visual, interactions)
+    return Behaviour(manifest, model, visual, interactions, donors, ranker)
 
 
 def save_behaviour(behaviour: Behaviour, folder: Path) -> None:
@@ -128,61 +144,50 @@ def save_behaviour(behaviour: Behaviour, folder: Path) -> None:
     behaviour.model.save(folder / "model.npz")
     behaviour.visual.save(folder / "visual.npz")
     behaviour.interactions.save(folder / "interactions.npz")
+    if behaviour.donors is not None:
+        np.savez_compressed(folder / DONORS_FILE, **csr_arrays("donors", behaviour.donors))
+    if behaviour.ranker is not None:
+        (folder / RANKER_FILE).write_text(behaviour.ranker)
     (folder / MANIFEST).write_text(json.dumps(behaviour.manifest, indent=2, sort_keys=True))
 
 
 def load_behaviour(version_dir: Path) -> Behaviour:
+    """Raises InputError when the folder is missing or any of its files is unreadable."""
     folder = Path(version_dir) / BEHAVIOUR_DIR
     if not (folder / MANIFEST).is_file():
         raise InputError(f"{version_dir}: no behaviour data (run `recsys behaviour fit`)")
-    manifest = json.loads((folder / MANIFEST).read_text())
-    model = ItemModel.load(folder / "model.npz")
-    visual = ItemModel.load(folder / "visual.npz")
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        model = ItemModel.load(folder / "model.npz")
+        visual = ItemModel.load(folder / "visual.npz")
+        interactions = Interactions.load(folder / "interactions.npz")
+        donors = None
+        if (folder / DONORS_FILE).is_file():
+            with np.load(folder / DONORS_FILE, allow_pickle=False) as data:
+                donors = csr_from(data, "donors")
+        ranker = (folder / RANKER_FILE).read_text() if (folder / RANKER_FILE).is_file() else None
+    except (OSError, ValueError, KeyError, EOFError) as exc:  # zip and npz errors are ValueError/OSError
+        raise InputError(f"{folder}: unreadable behaviour data ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, NeighbourModel) or not isinstance(visual, VisualModel):
         raise InputError(f"{folder}: model.npz or visual.npz holds the wrong kind of model")
-    return Behaviour(manifest, model, visual, Interactions.load(folder / "interactions.npz"))
+    return Behaviour(manifest, model, visual, interactions, donors, ranker)
 
 
 def write_version(store_dir: str | Path, base_version: str, behaviour: Behaviour, source: str,
                   publish: bool = True) -> str:
     """A new store version: the base's index files plus behaviour/; published unless told not to."""
-    from index.store import META, IndexStore, new_version_id, read_meta, sha256_file
+    from index.store import IndexStore
 
     store = IndexStore(store_dir)
-    base_dir = store.version_dir(base_version)
-    version = new_version_id()
-    staging = store.staging_dir(version)
-    try:
-        for path in base_dir.iterdir():
-            if path.is_file() and path.name != META:
-                _link_or_copy(path, staging / path.name)
+    with store.write_version(base=base_version, without=(BEHAVIOUR_DIR,)) as writer:
         behaviour.manifest["source"] = source
-        save_behaviour(behaviour, staging / BEHAVIOUR_DIR)
-        meta = dict(read_meta(base_dir))
-        meta.update({
-            "version": version,
-            "base_version": base_version,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "behaviour": {key: behaviour.manifest[key]
-                          for key in ("model", "hybrid_weight", "hybrid_cold_weight", "counts")},
-        })
-        files = sorted(p for p in staging.rglob("*") if p.is_file())
-        meta["checksums"] = {str(p.relative_to(staging)): sha256_file(p) for p in files}
-        (staging / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        store.commit(staging, version)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        save_behaviour(behaviour, writer.file(BEHAVIOUR_DIR))
+        writer.commit({"behaviour": {key: behaviour.manifest[key]
+                                     for key in ("model", "hybrid_weight", "hybrid_cold_weight", "counts")}})
+    version = writer.version
     if publish:
         store.publish(version)
         store.prune()
     log.info("version %s: %s behaviour over base %s%s", version, behaviour.manifest["model"], base_version,
              ", published" if publish else "")
     return version
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)

@@ -1,13 +1,13 @@
-"""Errors of the recsys package (the command line maps InputError to exit code 2)."""
+"""Errors of the recsys package (InputError is the project's one bad-input base, embeddings/errors.py)."""
 
 from __future__ import annotations
 
+from embeddings.errors import InputError
 
-class InputError(ValueError):
-    """Bad input that the caller can fix: the message names the file, row, column or option."""
+__all__ = ["InputError", "UnknownItem"]
 
 
-class UnknownItem(KeyError):
+class UnknownItem(InputError, KeyError):
     """An item id that neither the index nor the behaviour data knows (the API answers 404)."""
 
     def __init__(self, item_id: str) -> None:

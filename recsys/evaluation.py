@@ -1,42 +1,76 @@
-"""Offline evaluation: popularity, behaviour models, visual and hybrid side by side.
+"""Offline evaluation: popularity, behaviour models, visual and hybrid side by side, and the
+choice of every setting that changes results on a validation window.
 
 Full-catalogue ranking (no sampled negatives): every user's scores cover the whole item space
 (events and catalogue), the user's training items are removed, and the top K is compared with
 the held-out items. The cold-start slice keeps only held-out items that have no training events.
-The hybrid's behaviour model and weight are chosen on a validation split carved out of the
-training events (same split kind), never on the test.
+Every Recall@K carries a bootstrap 95% interval over users.
+
+Validation (`choose_settings`): 20% of the TRAINING events is held out for validation, the test
+split is never read: the last 20% by time (a temporal window, as serving predicts the future) or,
+when the test split itself is random, a random 20% of the training pairs (to measure what the test
+measures). On it are chosen, in two stages, (1) each
+behaviour model's settings (BEHAVIOUR_GRID) and the recency half-life of the histories (including
+off), and the best behaviour model; (2) the hybrid's blend weight and cold-start handling (none,
+donors by image, donors by projection, each at full or half weight).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recsys.cleaning import CleaningConfig, clean_events
 from recsys.interactions import Interactions, from_events
-from recsys.metrics import coverage, mrr_at_k, ndcg_at_k, recall_at_k
+from recsys.metrics import bootstrap_interval, coverage, mrr_at_k, ndcg_at_k, recall_at_k
 from recsys.models import (
+    BEHAVIOUR_GRID,
+    DEFAULT_BEHAVIOUR_MODELS,
     HybridModel,
     ItemModel,
-    NeighbourModel,
     PopularityModel,
     VisualModel,
     make_behaviour_model,
+    usable_behaviour_models,
 )
+from recsys.models.projection import projected_donors
+from recsys.models.ranker import RankerModel, item_age_days
 from recsys.split import Split, split_events
 
 log = logging.getLogger(__name__)
 
 WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-# Cold weight candidates. Only full weight by default: a validation split carved from the training
-# events holds few items that are new to it (new items arrive late), so it learns to bury them; on
-# the demo data, cold 0.25 chosen that way scored 0 on the test's cold-start slice.
-COLD_WEIGHT_GRID = (1.0,)
+RECENCY_GRID = (0.0, 7.0, 30.0)  # history half-life in days; 0: off
+# cold handling: (where donors come from, weight of what they lend, how many lend)
+COLD_GRID = (("none", 1.0, 1),) + tuple((mode, c, n) for mode in ("visual", "projection")
+                                        for c in (0.5, 1.0, 2.0, 4.0) for n in (3, 20))
+VALIDATION_FRAC = 0.2
+
+
+@dataclass
+class Settings:
+    """Everything validation chose (or the caller fixed), as recorded in reports and behaviour.json."""
+
+    behaviour_model: str
+    behaviour_params: dict[str, Any]
+    recency_half_life_days: float  # 0: off
+    hybrid_weight: float | None = None
+    cold: str = "visual"
+    cold_weight: float = 1.0
+    donors: int = 20
+    second_stage: str = "blend"  # blend: the calibrated blend serves; ranker: the learned second stage
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> its best params
+    validation: dict[str, Any] = field(default_factory=dict)  # recall per setting tried
+    ranker: Any = None  # the second stage's booster, trained on the validation window
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(replace(self, ranker=None)).items() if key != "ranker"}
 
 
 @dataclass
@@ -65,8 +99,8 @@ class Holdout:
 
 
 def make_holdout(split: Split, item_space: Sequence[str],
-                 recency_half_life_days: float | None = 14.0) -> Holdout:
-    train = from_events(split.train, np.asarray(item_space, dtype=str), recency_half_life_days)
+                 recency_half_life_days: float | None = 0.0) -> Holdout:
+    train = from_events(split.train, np.asarray(item_space, dtype=str), recency_half_life_days or None)
     items = train.item_index()
     users = train.user_index()
     relevant: dict[int, set[int]] = {}
@@ -78,6 +112,13 @@ def make_holdout(split: Split, item_space: Sequence[str],
     order = sorted(relevant)
     return Holdout(train, np.array(order, dtype=np.int64), [relevant[u] for u in order],
                    train.item_counts() == 0)
+
+
+def with_recency(holdout: Holdout, events: pd.DataFrame, half_life_days: float) -> Holdout:
+    """The same holdout with the histories re-weighted by another recency half-life (0: off)."""
+    again = from_events(events, holdout.train.item_ids, half_life_days or None)
+    train = Interactions(again.user_ids, again.item_ids, again.matrix, again.recent, again.trending)
+    return Holdout(train, holdout.users, holdout.relevant, holdout.cold)
 
 
 def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> np.ndarray:
@@ -97,10 +138,13 @@ def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> 
 
 def score_rankings(ranked: np.ndarray, relevant: list[set[int]], k: int, n_items: int) -> dict:
     if not relevant:
-        return {f"recall@{k}": 0.0, f"ndcg@{k}": 0.0, f"mrr@{k}": 0.0, "coverage": 0.0, "users": 0}
+        return {f"recall@{k}": 0.0, f"recall@{k}_ci95": [0.0, 0.0], f"ndcg@{k}": 0.0, f"mrr@{k}": 0.0,
+                "coverage": 0.0, "users": 0}
     lists = [list(row) for row in ranked]
+    recalls = [recall_at_k(r, rel, k) for r, rel in zip(lists, relevant)]
     return {
-        f"recall@{k}": float(np.mean([recall_at_k(r, rel, k) for r, rel in zip(lists, relevant)])),
+        f"recall@{k}": float(np.mean(recalls)),
+        f"recall@{k}_ci95": list(bootstrap_interval(recalls)),
         f"ndcg@{k}": float(np.mean([ndcg_at_k(r, rel, k) for r, rel in zip(lists, relevant)])),
         f"mrr@{k}": float(np.mean([mrr_at_k(r, rel, k) for r, rel in zip(lists, relevant)])),
         "coverage": coverage(lists, n_items),
@@ -123,37 +167,145 @@ def evaluate_model(model: ItemModel, holdout: Holdout, k: int) -> tuple[dict, di
     return overall, cold
 
 
-def fit_behaviour(name: str, train: Interactions) -> NeighbourModel:
-    return make_behaviour_model(name).fit(train)
+def recalls_of(model: ItemModel, holdout: Holdout, k: int) -> np.ndarray:
+    """Per evaluated user: Recall@K."""
+    ranked = rank_users(model, holdout, k)
+    return np.array([recall_at_k(list(r), rel, k) for r, rel in zip(ranked, holdout.relevant)])
+
+
+def recall_of(model: ItemModel, holdout: Holdout, k: int) -> float:
+    """Recall@K alone (no intervals): what validation compares."""
+    return float(recalls_of(model, holdout, k).mean()) if holdout.relevant else 0.0
 
 
 def build_visual(vectors: VisualVectors, item_space: np.ndarray, neighbours: int = 50) -> VisualModel:
     return VisualModel(neighbours).build(item_space, vectors.item_ids, vectors.vectors)
 
 
-def choose_hybrid(split: Split, item_space: np.ndarray, visual: VisualModel, behaviour_names: Sequence[str],
-                  k: int, seed: int, weights: Sequence[float] = WEIGHT_GRID,
-                  recency_half_life_days: float | None = 14.0,
-                  cold_weights: Sequence[float] = COLD_WEIGHT_GRID) -> tuple[str, float, float, dict]:
-    """Pick the behaviour model, blend weight and cold weight with the best Recall@K on a validation
-    split carved from `split.train`; returns (model name, weight, cold weight, recall per setting)."""
-    inner = split_events(split.train, split.kind, test_frac=0.2, seed=seed + 1)
-    holdout = make_holdout(inner, item_space, recency_half_life_days)
-    results: dict[str, dict[str, float]] = {}
-    best = (-1.0, behaviour_names[0], 0.5, 1.0)
+def validation_split(train_events: pd.DataFrame, kind: str = "temporal") -> Split:
+    """VALIDATION_FRAC of the training events held out for choosing settings (temporal: the last ones)."""
+    return split_events(train_events, kind, VALIDATION_FRAC, seed=1)
+
+
+def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviour_names: Sequence[str],
+                    k: int, vectors: VisualVectors | None = None, hybrid_weight: float | None = None,
+                    recency_half_life_days: float | None = None, kind: str = "temporal") -> Settings:
+    """Every setting that changes results, chosen on a validation window of `train_events` alone.
+
+    `hybrid_weight` or `recency_half_life_days` given: that setting is fixed, the rest chosen.
+    Raises InputError when the events are too few to carve a validation window from."""
+    inner = validation_split(train_events, kind)
+    recencies = RECENCY_GRID if recency_half_life_days is None else (recency_half_life_days,)
+    holdouts = {r: with_recency(make_holdout(inner, item_space), inner.train, r) for r in recencies}
+    first = holdouts[recencies[0]]
+    grid: dict[str, float] = {}
+    best_by_name: dict[str, tuple[float, dict[str, Any], float]] = {}
     for name in behaviour_names:
-        behaviour = fit_behaviour(name, holdout.train)
-        results[name] = {}
+        for params in BEHAVIOUR_GRID.get(name, [{}]):
+            model = make_behaviour_model(name, **params).fit(first.train)
+            for r, holdout in holdouts.items():
+                recall = recall_of(model, holdout, k)
+                grid[f"{name} {_label(params)} recency={r:g}"] = round(recall, 6)
+                if recall > best_by_name.get(name, (-1.0,))[0]:
+                    best_by_name[name] = (recall, params, r)
+    name = max(best_by_name, key=lambda n: best_by_name[n][0])  # first best in the given order
+    _, params, recency = best_by_name[name]
+    settings = Settings(name, params, recency, per_model={n: p for n, (_, p, _) in best_by_name.items()},
+                        validation={"window": _window(inner), "behaviour": grid})
+    log.info("validation picks %s %s, recency half-life %g days (recall@%d %.4f)", name, _label(params),
+             recency, k, best_by_name[name][0])
+    if vectors is None:
+        return settings
+    # Stage 2 sees as many new items as the shop has now: the share of catalogue items without
+    # training events, made new in the validation window by hiding their earlier events.
+    catalogue = np.isin(item_space, vectors.item_ids)
+    trained = set(pd.unique(train_events.item_id))
+    new_share = float(np.mean([item not in trained for item in item_space[catalogue]])) \
+        if catalogue.any() else 0.0
+    cold_inner = hide_items(inner, new_share, seed=0)
+    holdout = with_recency(make_holdout(cold_inner, item_space), cold_inner.train, recency)
+    settings.validation["new_item_share"] = round(new_share, 4)
+    behaviour = make_behaviour_model(name, **params).fit(holdout.train)
+    visual = build_visual(vectors, item_space)
+    donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
+    weights = WEIGHT_GRID if hybrid_weight is None else (hybrid_weight,)
+    best, hybrid_grid = (-1.0, 0.5, "visual", 1.0, 20), {}
+    for cold, cold_weight, n_donors in COLD_GRID:
         for weight in weights:
-            for cold in cold_weights:
-                hybrid = HybridModel(weight, cold).build(behaviour, visual)
-                recall = evaluate_model(hybrid, holdout, k)[0][f"recall@{k}"]
-                results[name][f"w={weight},cold={cold}"] = recall
-                if recall > best[0]:
-                    best = (recall, name, weight, cold)
-    log.info("hybrid: validation picks %s, weight %.2f, cold weight %.2f (recall@%d %.4f)",
-             best[1], best[2], best[3], k, best[0])
-    return best[1], best[2], best[3], results
+            hybrid = HybridModel(weight, cold_weight, cold, n_donors).build(behaviour, visual, donors)
+            recall = recall_of(hybrid, holdout, k)
+            hybrid_grid[f"w={weight:g} cold={cold}x{cold_weight:g} donors={n_donors}"] = round(recall, 6)
+            if recall > best[0]:
+                best = (recall, weight, cold, cold_weight, n_donors)
+    settings.hybrid_weight, settings.cold, settings.cold_weight, settings.donors = best[1:]
+    settings.validation["hybrid"] = hybrid_grid
+    # The second stage: trained on half of the validation users and compared with the blend on the
+    # other half; it serves only where it wins there beyond doubt (the bootstrap 95% interval of the
+    # per-user difference above 0). Then retrained on all of them.
+    blend = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors).build(
+        behaviour, visual, donors)
+    ranker = RankerModel().build(behaviour, visual, donors, ages(cold_inner.train, item_space))
+    first_half, second_half = _halves(holdout, seed=0)
+    ranker.train(holdout.train.recent[first_half.users], first_half.relevant)
+    blend_recalls = recalls_of(blend, second_half, k)
+    ranker_recalls = recalls_of(ranker, second_half, k) if ranker.booster is not None else blend_recalls * 0
+    ranker_recall, blend_recall = float(ranker_recalls.mean()), float(blend_recalls.mean())
+    gain = bootstrap_interval(ranker_recalls - blend_recalls)
+    wins = ranker.booster is not None and gain[0] > 0
+    settings.second_stage = "ranker" if wins else "blend"
+    settings.validation["second_stage"] = {"ranker": round(ranker_recall, 6), "blend": round(blend_recall, 6),
+                                           "gain_ci95": [round(g, 6) for g in gain],
+                                           "users": len(second_half.users)}
+    settings.ranker = ranker.train(holdout.train.recent[holdout.users], holdout.relevant).booster
+    log.info("validation picks the %s as second stage (ranker %.4f, blend %.4f on held-out users)",
+             settings.second_stage, ranker_recall, blend_recall)
+    log.info("validation picks hybrid weight %.2f, cold %s x %.2f (recall@%d %.4f)", best[1], best[2],
+             best[3], k, best[0])
+    return settings
+
+
+def hide_items(split: Split, share: float, seed: int = 0) -> Split:
+    """`split` with a random `share` of the items held out in its test made new: their training
+    events removed, as if they had just arrived."""
+    items = pd.unique(split.test.item_id)
+    rng = np.random.default_rng(seed)
+    hidden = set(items[rng.random(len(items)) < share])
+    train = split.train[~split.train.item_id.isin(hidden)]
+    if len(train) == 0 or not hidden:
+        return split
+    return Split(split.kind, train.reset_index(drop=True), split.test, split.test_events)
+
+
+def _halves(holdout: Holdout, seed: int) -> tuple[Holdout, Holdout]:
+    """The holdout's evaluated users split at random into two halves."""
+    order = np.random.default_rng(seed).permutation(len(holdout.users))
+    parts = []
+    for rows in (np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])):
+        parts.append(Holdout(holdout.train, holdout.users[rows], [holdout.relevant[r] for r in rows],
+                             holdout.cold))
+    return parts[0], parts[1]
+
+
+def ages(train_events: pd.DataFrame, item_space: np.ndarray) -> np.ndarray:
+    """Per item: days from its first event to the last training event; -1 for items without events."""
+    first = train_events.groupby("item_id").timestamp.min()
+    return item_age_days(first.reindex(item_space).to_numpy(np.float64), float(train_events.timestamp.max()))
+
+
+def _label(params: dict[str, Any]) -> str:
+    return ",".join(f"{key}={value}" for key, value in sorted(params.items())) or "defaults"
+
+
+def _window(split: Split) -> dict[str, Any]:
+    return {"kind": split.kind, "train_events": len(split.train), "validation_pairs": len(split.test),
+            "validation_from": int(split.train.timestamp.max()) if len(split.train) else None}
+
+
+def item_space_of(events: pd.DataFrame, vectors: VisualVectors | None) -> np.ndarray:
+    """Catalogue items first (those with vectors), then event items outside the catalogue."""
+    catalogue = list(vectors.item_ids) if vectors is not None else []
+    known = set(catalogue)
+    return np.array(catalogue + [i for i in pd.unique(events.item_id) if i not in known], dtype=str)
 
 
 def evaluate(
@@ -163,43 +315,51 @@ def evaluate(
     test_frac: float = 0.2,
     seed: int = 0,
     k: int = 10,
-    behaviour_names: Sequence[str] = ("cooc", "ease"),
+    behaviour_names: Sequence[str] = DEFAULT_BEHAVIOUR_MODELS,
     hybrid_weight: float | None = None,
     cleaning: CleaningConfig | None = None,
-    recency_half_life_days: float | None = 14.0,
-    hybrid_cold_weight: float | None = None,
+    recency_half_life_days: float | None = None,
 ) -> dict:
-    """The evaluation report (DESIGN.md): one entry per model, overall and on the cold-start slice."""
+    """The evaluation report (DESIGN.md): one entry per model, overall and on the cold-start slice.
+
+    Settings left None are chosen on a validation window of the training events (`choose_settings`);
+    a recency half-life of 0 is off."""
     events = clean_events(events, cleaning or CleaningConfig())
     parts = split_events(events, split, test_frac, seed)
-    catalogue = list(vectors.item_ids) if vectors is not None else []
-    known = set(catalogue)
-    item_space = np.array(catalogue + [i for i in pd.unique(events.item_id) if i not in known], dtype=str)
-    holdout = make_holdout(parts, item_space, recency_half_life_days)
+    item_space = item_space_of(events, vectors)
+    names = usable_behaviour_models(list(behaviour_names), len(item_space))
+    settings = choose_settings(parts.train, item_space, names, k, vectors, hybrid_weight,
+                               recency_half_life_days, kind=split)
+    holdout = make_holdout(parts, item_space, settings.recency_half_life_days)
     models: dict[str, ItemModel] = {"popularity": PopularityModel().fit(holdout.train)}
     behaviours = {}
-    for name in behaviour_names:
-        behaviours[name] = fit_behaviour(name, holdout.train)
+    for name in names:
+        behaviours[name] = make_behaviour_model(name, **settings.per_model[name]).fit(holdout.train)
         models[f"behaviour_{name}"] = behaviours[name]
     report: dict = {
-        "split": split, "k": k, "recency_half_life_days": recency_half_life_days, "test_frac": test_frac,
-        "seed": seed, "test_events": parts.test_events,
+        "split": split, "k": k, "recency_half_life_days": settings.recency_half_life_days,
+        "test_frac": test_frac, "seed": seed, "test_events": parts.test_events,
         "test_pairs": len(parts.test), "items": len(item_space), "users": len(holdout.users),
         "cold_items_in_test": int(sum(len({i for i in rel if holdout.cold[i]}) for rel in holdout.relevant)),
+        "behaviour_model": settings.behaviour_model, "settings": settings.to_dict(),
     }
     if vectors is not None:
         visual = build_visual(vectors, item_space)
         models["visual"] = visual
-        if hybrid_weight is None:
-            name, weight, cold, grid = choose_hybrid(
-                parts, item_space, visual, behaviour_names, k, seed,
-                recency_half_life_days=recency_half_life_days,
-                cold_weights=COLD_WEIGHT_GRID if hybrid_cold_weight is None else (hybrid_cold_weight,))
-            report["hybrid_validation"] = grid
-        else:
-            name, weight, cold = behaviour_names[0], hybrid_weight, hybrid_cold_weight or 1.0
-        models["hybrid"] = HybridModel(weight, cold).build(behaviours[name], visual)
-        report["hybrid"] = {"behaviour_model": name, "weight": weight, "cold_weight": cold}
+        donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
+        behaviour = behaviours[settings.behaviour_model]
+        models["hybrid"] = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold,
+                                       settings.donors).build(behaviour, visual, donors)
+        if settings.ranker is not None:  # reported beside the models: serving answers with the blend
+            ranker = RankerModel().build(behaviour, visual, donors, ages(parts.train, item_space))
+            ranker.booster = settings.ranker
+            overall, cold = evaluate_model(ranker, holdout, k)
+            report["second_stage"] = {"ranker": overall, "ranker_cold_start": cold,
+                                      "chosen_on_validation": settings.second_stage}
+        report["hybrid"] = {"behaviour_model": settings.behaviour_model, "weight": settings.hybrid_weight,
+                            "cold": settings.cold, "cold_weight": settings.cold_weight,
+                            "donors": settings.donors,
+                            "second_stage": settings.second_stage}
     report["models"], report["cold_start"] = {}, {}
     for name, model in models.items():
         report["models"][name], report["cold_start"][name] = evaluate_model(model, holdout, k)
@@ -209,18 +369,34 @@ def evaluate(
 def format_table(report: dict) -> str:
     """The report as a fixed-width table: one row per model, overall then cold-start columns."""
     k = report["k"]
-    head = (f"{'model':<18} {'recall@' + str(k):>10} {'ndcg@' + str(k):>10} {'mrr@' + str(k):>10} "
-            f"{'coverage':>9} | {'cold recall':>11} {'cold ndcg':>10}")
+    head = (f"{'model':<18} {'recall@' + str(k):>10} {'95% interval':>15} {'ndcg@' + str(k):>8} "
+            f"{'coverage':>9} | {'cold recall':>11} {'95% interval':>15}")
     lines = [f"split {report['split']}, {report['users']} users, {report['items']} items, "
              f"{report['test_pairs']} held-out pairs ({report['cold_items_in_test']} cold)", head,
              "-" * len(head)]
-    for name, m in report["models"].items():
-        c = report["cold_start"][name]
-        lines.append(f"{name:<18} {m[f'recall@{k}']:>10.4f} {m[f'ndcg@{k}']:>10.4f} {m[f'mrr@{k}']:>10.4f} "
-                     f"{m['coverage']:>9.3f} | {c[f'recall@{k}']:>11.4f} {c[f'ndcg@{k}']:>10.4f}")
+    rows = [(name, m, report["cold_start"][name]) for name, m in report["models"].items()]
+    if "second_stage" in report:
+        rows.append(("ranker (2nd stage)", report["second_stage"]["ranker"],
+                     report["second_stage"]["ranker_cold_start"]))
+    for name, m, c in rows:
+        lo, hi = m[f"recall@{k}_ci95"]
+        clo, chi = c[f"recall@{k}_ci95"]
+        lines.append(f"{name:<18} {m[f'recall@{k}']:>10.4f} {f'{lo:.3f}-{hi:.3f}':>15} "
+                     f"{m[f'ndcg@{k}']:>8.4f} {m['coverage']:>9.3f} | {c[f'recall@{k}']:>11.4f} "
+                     f"{f'{clo:.3f}-{chi:.3f}':>15}")
+    s = report["settings"]
+    recency = f"{s['recency_half_life_days']:g} days" if s["recency_half_life_days"] else "off"
+    lines.append(f"behaviour: {s['behaviour_model']} {_label(s['behaviour_params'])}; history recency "
+                 f"half-life {recency}")
     if "hybrid" in report:
         hybrid = report["hybrid"]
-        lines.append(f"hybrid = {hybrid['weight']:.2f} x behaviour_{hybrid['behaviour_model']} + visual; "
-                     f"cold items x {hybrid.get('cold_weight', 1.0):.2f} (chosen on validation in training)")
+        lines.append(f"hybrid = {hybrid['weight']:.2f} x behaviour_{hybrid['behaviour_model']} + "
+                     f"{1 - hybrid['weight']:.2f} x visual (each scaled by its spread per user); cold items: "
+                     f"{hybrid['cold']} donors ({hybrid.get('donors', 20)}) x {hybrid['cold_weight']:g}")
+    if "second_stage" in report:
+        lines.append(f"ranker: LightGBM lambdarank trained on validation; validation prefers the "
+                     f"{report['second_stage']['chosen_on_validation']} "
+                     "(the hybrid row is the blend, as served)")
+    window = "the last 20% by time" if s["validation"].get("window", {}).get("kind") == "temporal" else "20%"
+    lines.append(f"(every setting chosen on validation: {window} of the training events)")
     return "\n".join(lines)
-

@@ -3,6 +3,7 @@
 Recall@K = hits in the top K / number of relevant items. NDCG@K uses binary gains and
 1 / log2(rank + 1) discounts, normalised by the best possible ranking of min(K, relevant) hits.
 MRR@K = 1 / rank of the first hit within the top K, else 0.
+`bootstrap_interval`: a 95% interval of a per-user mean, resampling users with replacement.
 """
 
 from __future__ import annotations
@@ -39,3 +40,16 @@ def coverage(top_lists: Iterable[Sequence], n_items: int) -> float:
     for ranked in top_lists:
         shown.update(ranked)
     return len(shown) / n_items if n_items else 0.0
+
+
+def bootstrap_interval(values: Sequence[float], resamples: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """The `level` percentile interval of the mean of `values` over `resamples` bootstrap draws."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, (resamples, values.size))].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return (float(low), float(high))

@@ -32,43 +32,6 @@ def top_n_per_row(matrix: sp.spmatrix, n: int) -> sp.csr_matrix:
         [[0], np.cumsum(np.bincount(rows[keep], minlength=matrix.shape[0]))])), shape=matrix.shape)
 
 
-def row_max_normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """Scale each row so that its largest absolute value is 1 (empty rows stay empty)."""
-    matrix = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    peak = np.zeros(matrix.shape[0], dtype=np.float32)
-    counts = np.diff(matrix.indptr)
-    nonempty = counts > 0
-    if nonempty.any():
-        peak[nonempty] = np.maximum.reduceat(np.abs(matrix.data), matrix.indptr[:-1][nonempty])
-    scale = np.where(peak > 0, 1.0 / np.maximum(peak, 1e-12), 0.0).astype(np.float32)
-    matrix.data *= np.repeat(scale, counts)
-    return matrix
-
-
-def row_min_max_normalise(matrix: sp.csr_matrix, floor: float = 0.01) -> sp.csr_matrix:
-    """Map each row's stored values onto [floor, 1]: its weakest kept neighbour `floor`, its best 1.
-
-    Visual cosines of one catalogue sit in a narrow band (say 0.6 to 0.9); stretching them makes
-    them comparable with behaviour scores before blending.
-    """
-    matrix = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    counts = np.diff(matrix.indptr)
-    nonempty = counts > 0
-    low = np.zeros(matrix.shape[0], dtype=np.float32)
-    high = np.zeros(matrix.shape[0], dtype=np.float32)
-    if nonempty.any():
-        starts = matrix.indptr[:-1][nonempty]
-        low[nonempty] = np.minimum.reduceat(matrix.data, starts)
-        high[nonempty] = np.maximum.reduceat(matrix.data, starts)
-    span = high - low
-    row_low = np.repeat(low, counts)
-    row_span = np.repeat(span, counts)
-    scaled = np.where(row_span > 1e-9, (matrix.data - row_low) / np.maximum(row_span, 1e-9), 1.0)
-    matrix.data = floor + (1.0 - floor) * scaled  # > 0, so the weakest neighbour stays in the row
-    matrix.data = matrix.data.astype(np.float32)
-    return matrix
-
-
 def csr_arrays(prefix: str, matrix: sp.spmatrix) -> dict[str, np.ndarray]:
     matrix = sp.csr_matrix(matrix)
     return {

@@ -8,8 +8,18 @@ from fastapi.testclient import TestClient
 
 from recsys.api import Settings, create_app
 
+# The helpers double as a pytest plugin (below); mark them before importing them.
+pytest.register_assert_rewrite("tests.api_support")
+from tests.api_support import World, exact_neighbours  # noqa: E402
+
 # Shared session fixtures (api_world, behaviour_store, api_server).
 pytest_plugins = ["tests.api_support"]
+
+
+def in_stock_neighbours(world: World, item_id: str, k: int) -> list[str]:
+    """Exact image neighbours among the items in stock (the rule of behaviour and hybrid answers)."""
+    in_stock = set(world.items.loc[world.items["in_stock"], "item_id"])
+    return [i for i in exact_neighbours(world.embeddings, item_id, len(world.items)) if i in in_stock][:k]
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +41,22 @@ def test_behaviour_mode_follows_what_users_did(client, behaviour_store) -> None:
     assert all("image" not in r for r in answer["results"])
     hybrid = client.get("/v1/items/item0004/similar", params={"mode": "hybrid", "k": 4}).json()
     assert hybrid["mode"] == "hybrid" and len(hybrid["results"]) == 4
+    assert all(r["in_stock"] and r["item_id"] != "item0004" for r in hybrid["results"])
+    scores = [r["score"] for r in hybrid["results"]]
+    assert scores == sorted(scores, reverse=True)
     filtered = client.get("/v1/items/item0004/similar", params={"mode": "hybrid", "k": 3, "category": "hats"})
-    assert {r["category"] for r in filtered.json()["results"]} == {"hats"}
+    # no user who clicked item0004 clicked a hat: visual neighbours fill the answer, ranked after
+    assert [r["category"] for r in filtered.json()["results"]] == ["hats"] * 3
 
 
-def test_cold_item_in_hybrid_mode_gets_visual_neighbours(client) -> None:
+def test_cold_item_in_hybrid_mode_gets_visual_neighbours(client, api_world) -> None:
+    # item0023 has no behaviour: its hybrid answer is its nearest items by image, best first,
+    # among the items in stock
     hybrid = client.get("/v1/items/item0023/similar", params={"mode": "hybrid", "k": 5}).json()
-    assert len(hybrid["results"]) == 5
+    assert hybrid["mode"] == "hybrid" and hybrid["note"] is None
+    assert [r["item_id"] for r in hybrid["results"]] == in_stock_neighbours(api_world, "item0023", 5)
+    scores = [r["score"] for r in hybrid["results"]]
+    assert scores == sorted(scores, reverse=True)
     assert client.get("/v1/items/item0023/similar", params={"mode": "behaviour"}).json()["results"] == []
 
 

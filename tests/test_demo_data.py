@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from embeddings.catalog import read_catalog
 from jobs.demo.data import DemoConfig, draw_item, generate
@@ -38,12 +39,24 @@ def test_files_load_and_cold_items_have_no_early_events(tmp_path: Path) -> None:
     assert (joined.timestamp >= joined.arrival).all()  # nobody touches an item before it arrives
 
 
-def test_users_follow_their_tastes(tmp_path: Path) -> None:
-    data = generate(tmp_path, DemoConfig(n_items=60, n_users=40, days=20))
+def top_share(data, column: str) -> float:  # noqa: ANN001 - DemoData
+    """Mean over users of the share of their events on their most frequent value of `column`."""
     events = pd.read_csv(data.events).merge(pd.read_csv(data.attributes), on="item_id")
-    # a user's most frequent colour covers far more of their events than 1 in 6 (six colours)
-    share = events.groupby("user_id").colour.agg(lambda c: c.value_counts(normalize=True).iloc[0])
-    assert share.mean() > 0.35
+    shares = events.groupby("user_id")[column].agg(lambda c: c.value_counts(normalize=True).iloc[0])
+    return float(shares.mean())
+
+
+def test_users_follow_their_tastes_as_far_as_looks_say(tmp_path: Path) -> None:
+    small = dict(n_items=60, n_users=40, days=20)
+    looks = generate(tmp_path / "looks", DemoConfig(**small, looks=1.0))
+    blind = generate(tmp_path / "blind", DemoConfig(**small, looks=0.0))
+    # six colours, six makers: a user's most frequent one covers far more than 1 in 6 where it counts
+    assert top_share(looks, "colour") > 0.35 and top_share(blind, "maker") > 0.35
+    # and where it does not count, about what chance gives (40 users, ~35 events each: ~0.3)
+    assert top_share(blind, "colour") < top_share(looks, "colour") - 0.1
+    assert top_share(looks, "maker") < top_share(blind, "maker") - 0.1
+    with pytest.raises(ValueError, match="looks"):
+        DemoConfig(looks=1.5)
 
 
 def test_drawings_differ_by_attribute() -> None:
@@ -73,6 +86,7 @@ def test_lite0_sees_the_hidden_styles_and_the_evaluation_runs(tmp_path: Path, li
     assert np.mean(same) > 0.6  # chance: 1 - (5/6) * (5/6) = 0.31
     report = evaluate(load_events(data.events), VisualVectors(catalog.item_id.to_numpy(str), vectors),
                       split="temporal")
-    assert set(report["models"]) == {"popularity", "behaviour_cooc", "behaviour_ease", "visual", "hybrid"}
+    assert set(report["models"]) == {"popularity", "behaviour_cosine", "behaviour_bm25", "behaviour_ease",
+                                     "behaviour_als", "visual", "hybrid"}
     assert report["cold_items_in_test"] > 0
-    assert report["cold_start"]["visual"]["recall@10"] > report["cold_start"]["behaviour_cooc"]["recall@10"]
+    assert report["cold_start"]["visual"]["recall@10"] > report["cold_start"]["behaviour_cosine"]["recall@10"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import faiss
@@ -91,18 +92,37 @@ def test_each_auto_choice_builds_tunes_and_loads(embeddings, tmp_path, budget, f
     assert loaded.meta["model"]["id"] == "synthetic-v1" and loaded.meta["model"]["preprocessing"]
     # the tuned parameter is applied when the version loads
     params = loaded.meta["search"]
-    if expect.startswith("HNSW"):
-        assert hnsw_of(loaded.index).hnsw.efSearch == params["efSearch"]
-    elif expect == "Flat":
+    if expect == "Flat":
         assert params == {} and loaded.meta["recall@10"] == 1.0
     else:
-        assert faiss.extract_index_ivf(loaded.index).nprobe == params["nprobe"]
+        assert_loader_applies_meta_search(tmp_path, loaded, params)
     # an independent measurement agrees with what meta.json promises
     assert evaluate(loaded, 10, 300, seed=7)["recall@10"] >= target - 0.03
     # and the nearest item is found by vector search
     scores, ids = loaded.search(vectors[:5], 3)
     assert list(ids[:, 0]) == [f"sku-{i}" for i in range(5)]
     assert np.all(scores[:, 0] > 0.99)
+
+
+def search_parameter(index: faiss.Index, name: str) -> int:
+    if name == "efSearch":
+        return hnsw_of(index).hnsw.efSearch
+    return faiss.extract_index_ivf(index).nprobe
+
+
+def assert_loader_applies_meta_search(store, loaded, params: dict[str, int]) -> None:
+    """FAISS saves efSearch and nprobe in index.faiss too, so the version is loaded again with
+    meta.json naming another value than the file holds: the loaded index must use meta.json's."""
+    ((name, tuned),) = params.items()
+    assert search_parameter(loaded.index, name) == tuned
+    meta_path = loaded.path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["search"] = {name: tuned + 3}
+    meta_path.write_text(json.dumps(meta))
+    in_file = faiss.read_index(str(loaded.path / "index.faiss"))
+    assert search_parameter(in_file, name) == tuned
+    assert search_parameter(load_version(store).index, name) == tuned + 3
+    meta_path.write_text(json.dumps({**meta, "search": params}))
 
 
 def test_any_factory_string_and_a_bad_one(embeddings, tmp_path) -> None:

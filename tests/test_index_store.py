@@ -1,4 +1,4 @@
-"""The store: versions, publish, rollback, retention, stable ids, checksums and a corrupt file."""
+"""The store: versions, publish, rollback, retention, stable ids, checksums, the version writer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from index.build import BuildOptions, build_version
 from index.errors import IndexLoadError, InputError
 from index.ids import stable_id, stable_ids
-from index.store import IndexStore, load_version
+from index.store import IndexStore, load_version, read_meta
 from index.synthetic import clustered_vectors, write_embedding_set
 
 OPTS = BuildOptions(tune_queries=200)
@@ -106,3 +106,62 @@ def test_corrupt_index_file_leaves_previous_version_serving(data, tmp_path) -> N
     (store.version_dir(v3) / "items.parquet").unlink()
     with pytest.raises(IndexLoadError, match=r"items\.parquet: missing"):
         load_version(store.root, v3)
+
+
+def test_a_failed_write_leaves_no_version_and_no_staging_folder(tmp_path) -> None:
+    store = IndexStore(tmp_path / "store")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with store.write_version() as writer:
+            np.save(writer.file("vectors.npy"), np.zeros((3, 2), dtype=np.float16))
+            assert writer.path.name == f".tmp-{writer.version}" and writer.path.is_dir()
+            raise RuntimeError("disk full")
+    # meta.json cannot be written (a value JSON does not know): the commit fails half way
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        with store.write_version() as writer:
+            writer.file("a.txt").write_text("a")
+            writer.commit({"bad": {1, 2}})
+    # leaving the block without committing writes nothing either
+    with store.write_version() as writer:
+        writer.file("b.txt").write_text("b")
+    assert store.version_ids() == []
+    assert list((store.root / "versions").iterdir()) == []
+
+
+def test_a_derived_version_links_unchanged_files_and_its_checksums_are_verified(data, tmp_path) -> None:
+    ids, vectors = data
+    store = IndexStore(tmp_path / "store")
+    base = build_version(make_set(tmp_path / "set", ids[:300], vectors[:300]), store.root, options=OPTS)
+    base_dir = store.version_dir(base)
+    base_items = (base_dir / "items.parquet").read_bytes()
+    items = pd.read_parquet(base_dir / "items.parquet").assign(brand="acme")
+    with store.write_version(base=base) as writer:
+        items.to_parquet(writer.file("items.parquet"), index=False)  # replaced
+        writer.file("rules.toml").write_text('[[block]]\nitems = ["item/1"]\n')  # added
+        writer.file("extra/notes.txt").write_text("notes")  # added, in a folder
+        writer.commit({"rules": {"block": 1}})
+    derived = writer.version
+    vdir = store.version_dir(derived)
+    for name in ("index.faiss", "vectors.npy", "neighbours.npy"):
+        assert (vdir / name).stat().st_ino == (base_dir / name).stat().st_ino, name
+    assert (vdir / "items.parquet").stat().st_ino != (base_dir / "items.parquet").stat().st_ino
+    assert (base_dir / "items.parquet").read_bytes() == base_items  # nothing written through to the base
+    meta = read_meta(vdir)
+    base_meta = read_meta(base_dir)
+    assert meta["version"] == derived != base and meta["base_version"] == base
+    assert meta["rules"] == {"block": 1} and meta["recall@10"] == base_meta["recall@10"]
+    assert sorted(meta["checksums"]) == sorted([*base_meta["checksums"], "rules.toml", "extra/notes.txt"])
+    assert meta["checksums"]["index.faiss"] == base_meta["checksums"]["index.faiss"]
+    assert meta["checksums"]["items.parquet"] != base_meta["checksums"]["items.parquet"]
+    store.publish(derived)
+    loaded = load_version(store.root)
+    assert loaded.version == derived and set(loaded.items["brand"]) == {"acme"}
+    assert loaded.similar("item/7", 3) == load_version(store.root, base).similar("item/7", 3)
+    # a version derived from it without extra/ carries everything else
+    with store.write_version(base=derived, without=("extra",)) as writer:
+        writer.commit({})
+    assert "extra/notes.txt" not in read_meta(store.version_dir(writer.version))["checksums"]
+    assert (store.version_dir(writer.version) / "rules.toml").is_file()
+    # every recorded file is verified on load, files in folders too
+    (vdir / "extra" / "notes.txt").write_text("tampered")
+    with pytest.raises(IndexLoadError, match=r"extra/notes\.txt: checksum mismatch"):
+        load_version(store.root, derived)

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.evaluation import evaluate_model, make_holdout
-from recsys.events import EVENT_COLUMNS
-from recsys.metrics import coverage, mrr_at_k, ndcg_at_k, recall_at_k
+from jobs.demo.data import DemoConfig, generate
+from recsys.evaluation import VisualVectors, evaluate, evaluate_model, make_holdout
+from recsys.events import EVENT_COLUMNS, load_events
+from recsys.metrics import bootstrap_interval, coverage, mrr_at_k, ndcg_at_k, recall_at_k
 from recsys.models import PopularityModel
 from recsys.split import split_events
 
@@ -67,3 +68,65 @@ def test_evaluation_loop_on_a_hand_checked_case() -> None:
     assert overall["ndcg@2"] == pytest.approx((1 / math.log2(3)) / 2)
     assert overall["coverage"] == pytest.approx(3 / 4)
     assert cold["users"] == 1 and cold["recall@2"] == 0.0
+    lo, hi = overall["recall@2_ci95"]
+    assert 0.0 <= lo <= overall["recall@2"] <= hi <= 1.0
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_users() -> None:
+    rng = np.random.default_rng(0)
+    few, many = rng.random(20), rng.random(2000)
+    lo, hi = bootstrap_interval(few)
+    assert lo < few.mean() < hi
+    lo2, hi2 = bootstrap_interval(many)
+    assert lo2 < many.mean() < hi2 and hi2 - lo2 < (hi - lo) / 5
+    assert bootstrap_interval([1.0, 1.0, 1.0]) == (1.0, 1.0)
+
+
+def demo_shop(tmp_path) -> tuple[pd.DataFrame, VisualVectors]:  # noqa: ANN001
+    """A small generated shop; item vectors from its hidden attributes (one-hot plus noise), no CNN."""
+    data = generate(tmp_path, DemoConfig(n_items=60, n_users=80, days=30, late_days=8, looks=0.5, seed=4))
+    attributes = pd.read_csv(data.attributes)
+    onehot = pd.get_dummies(attributes[["shape", "colour", "pattern"]]).to_numpy(np.float32)
+    vectors = onehot + 0.3 * np.random.default_rng(0).standard_normal(onehot.shape).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return load_events(data.events), VisualVectors(attributes.item_id.to_numpy(str), vectors)
+
+
+def test_poisoned_test_split_leaves_every_validation_choice_unchanged(tmp_path) -> None:  # noqa: ANN001
+    events, vectors = demo_shop(tmp_path)
+    clean = evaluate(events, vectors, split="temporal", behaviour_names=("cosine", "ease", "als"))
+    cutoff = np.quantile(events.timestamp.to_numpy(), 0.8, method="higher")
+    later = events.timestamp >= cutoff
+    rng = np.random.default_rng(1)
+    poisoned = events.copy()  # every test event's user and item replaced at random
+    poisoned.loc[later, "item_id"] = rng.choice(vectors.item_ids, int(later.sum()))
+    poisoned.loc[later, "user_id"] = rng.permutation(poisoned.loc[later, "user_id"].to_numpy())
+    dirty = evaluate(poisoned, vectors, split="temporal", behaviour_names=("cosine", "ease", "als"))
+    assert dirty["settings"] == clean["settings"]  # choices and every validation recall
+    assert dirty["models"]["hybrid"]["recall@10"] != clean["models"]["hybrid"]["recall@10"]  # test changed
+    s = clean["settings"]
+    assert s["behaviour_model"] in ("cosine", "ease", "als")
+    assert s["recency_half_life_days"] in (0.0, 7.0, 30.0)
+    assert s["cold"] in ("none", "visual", "projection") and 0 <= s["hybrid_weight"] <= 1
+    assert len(s["validation"]["behaviour"]) == 7 * 3 and len(s["validation"]["hybrid"]) == 11 * 17
+
+
+def test_second_stage_falls_back_to_the_informative_source_when_pictures_are_noise(tmp_path) -> None:  # noqa: ANN001
+    """Taste has nothing to do with looks and the vectors are random: whatever serves (blend or the
+    LightGBM ranker, chosen on held-out validation users) keeps behaviour's quality."""
+    data = generate(tmp_path, DemoConfig(n_items=150, n_users=200, days=30, late_days=8, looks=0.0, seed=5))
+    items = pd.read_csv(data.attributes).item_id.to_numpy(str)
+    noise = np.random.default_rng(0).standard_normal((len(items), 16)).astype(np.float32)
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    report = evaluate(load_events(data.events), VisualVectors(items, noise), split="temporal",
+                      behaviour_names=("cosine", "ease"))
+    recall = {name: m["recall@10"] for name, m in report["models"].items()}
+    best_behaviour = max(recall["behaviour_cosine"], recall["behaviour_ease"])
+    assert recall["hybrid"] >= 0.95 * best_behaviour
+    assert recall["hybrid"] > 1.5 * recall["visual"]  # the noise source did not drag it down
+    stage = report["second_stage"]
+    gain = report["settings"]["validation"]["second_stage"]["gain_ci95"]
+    assert stage["chosen_on_validation"] == ("ranker" if gain[0] > 0 else "blend")
+    chosen = stage["ranker"]["recall@10"] if stage["chosen_on_validation"] == "ranker" else recall["hybrid"]
+    assert chosen >= 0.95 * best_behaviour
+    assert set(report["models"]) == {"popularity", "behaviour_cosine", "behaviour_ease", "visual", "hybrid"}

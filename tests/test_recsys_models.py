@@ -13,14 +13,18 @@ from recsys.errors import InputError, UnknownItem
 from recsys.events import EVENT_COLUMNS
 from recsys.interactions import Interactions, from_events
 from recsys.models import (
+    AlsModel,
     CooccurrenceModel,
     EaseModel,
     HybridModel,
+    ItemKnnModel,
     ItemModel,
     PopularityModel,
     VisualModel,
+    make_behaviour_model,
 )
-from recsys.sparse_ops import row_max_normalise, row_min_max_normalise, top_n_per_row
+from recsys.models.projection import ImageToBehaviour, projected_donors
+from recsys.sparse_ops import top_n_per_row
 
 # Two tastes: users 0-9 use items a0..a5, users 10-19 use b0..b5; cold item a6 has no events.
 ITEMS = [f"a{i}" for i in range(7)] + [f"b{i}" for i in range(6)]
@@ -56,10 +60,12 @@ def fitted(kind: str, interactions: Interactions) -> ItemModel:
     if kind == "hybrid":
         return HybridModel(0.5).build(CooccurrenceModel(neighbours=5).fit(interactions), visual)
     return {"popularity": PopularityModel(), "cooc": CooccurrenceModel(neighbours=5),
-            "ease": EaseModel(l2=5.0, neighbours=5)}[kind].fit(interactions)
+            "ease": EaseModel(l2=5.0, neighbours=5), "cosine": ItemKnnModel("cosine", neighbours=5),
+            "bm25": ItemKnnModel("bm25", neighbours=5, weighting="log"),
+            "als": AlsModel(factors=4, neighbours=5, iterations=10)}[kind].fit(interactions)
 
 
-KINDS = ["popularity", "cooc", "ease", "visual", "hybrid"]
+KINDS = ["popularity", "cooc", "ease", "cosine", "bm25", "als", "visual", "hybrid"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -110,26 +116,77 @@ def test_popularity_prefers_recent_purchases() -> None:
     assert model.recommend({}, k=2)[0].tolist() == ["new", "old"]  # 8 * 0.5**3 = 1 < 2
 
 
-def test_hybrid_cold_items_fall_back_to_visual(interactions: Interactions) -> None:
+def test_hybrid_cold_items_borrow_from_look_alikes(interactions: Interactions) -> None:
     visual = VisualModel(5).build(interactions.item_ids, np.array(ITEMS), make_vectors())
     cooc = CooccurrenceModel(neighbours=5).fit(interactions)
-    hybrid = HybridModel(0.8).build(cooc, visual)
-    ids, scores = hybrid.similar_items("a6", k=5)
+    cold = ITEMS.index("a6")
+    hybrid = HybridModel(0.8, cold="visual").build(cooc, visual)
+    ids, _ = hybrid.similar_items("a6", k=5)
+    assert all(i.startswith("a") for i in ids)  # its look-alikes' behaviour neighbours
     v_ids, _ = visual.similar_items("a6", k=5)
-    assert ids.tolist() == v_ids.tolist()  # full visual weight, same order
-    assert scores[0] == pytest.approx(1.0)
-    # a warm user whose history sits next to the cold item can be shown it
-    scores_all = hybrid.score_histories(hybrid.history_row({v_ids[0]: 1.0}))[0]
-    assert scores_all[ITEMS.index("a6")] > 0
-    assert cooc.score_histories(cooc.history_row({v_ids[0]: 1.0}))[0][ITEMS.index("a6")] < 1e-5
-    half = HybridModel(0.8, cold_weight=0.5).build(cooc, visual)
-    assert half.similar_items("a6", k=1)[1][0] == pytest.approx(0.5)  # cold rows scaled by c
-    assert half.score_histories(half.history_row({v_ids[0]: 1.0}))[0][ITEMS.index("a6")] == pytest.approx(
-        0.5 * scores_all[ITEMS.index("a6")], rel=1e-4)
+    history = hybrid.history_row({v_ids[0]: 1.0})
+    # behaviour alone cannot show a6; the hybrid can, through its donors' behaviour columns
+    assert cooc.score_histories(history)[0][cold] < 1e-5
+    borrowed = hybrid.score_histories(history)[0][cold]
+    assert borrowed > HybridModel(0.8, cold="none").build(cooc, visual).score_histories(history)[0][cold]
+    half = HybridModel(1.0, cold_weight=0.5).build(cooc, visual)
+    full = HybridModel(1.0, cold_weight=1.0).build(cooc, visual)
+    assert half.score_histories(history)[0][cold] < full.score_histories(history)[0][cold]
     with pytest.raises(InputError):
         HybridModel(1.5)
     with pytest.raises(InputError):
         HybridModel(0.5, cold_weight=0.0)
+    with pytest.raises(InputError):
+        HybridModel(0.5, cold="guess")
+
+
+def test_hybrid_calibration_keeps_a_weak_best_neighbour_weak() -> None:
+    """Item q's best look-alike is weak (cosine 0.2); item r's is strong (0.9). Raw cosines reach the
+    blend, so r's neighbour outranks q's; the old min-max rescaling made both 1.0."""
+    items = np.array(["q", "r", "x", "y", "z"])
+    visual = VisualModel(4)
+    visual.item_ids = items
+    visual.similarity = sp.csr_matrix(np.array([
+        [0, 0, 0.2, 0.1, 0], [0, 0, 0, 0.1, 0.9], [0.2, 0, 0, 0, 0], [0.1, 0.1, 0, 0, 0], [0, 0.9, 0, 0, 0]],
+        dtype=np.float32))
+    behaviour = CooccurrenceModel()
+    behaviour.item_ids = items
+    behaviour.similarity = sp.csr_matrix((5, 5), dtype=np.float32)
+    hybrid = HybridModel(0.0, cold="none").build(behaviour, visual)
+    scores = hybrid.score_histories(hybrid.history_row({"q": 1.0, "r": 1.0}))[0]
+    assert scores[4] > 4 * scores[2]  # z (0.9 from r) far above x (0.2 from q)
+    ids, _ = hybrid.similar_items("q", 2)
+    assert ids.tolist() == ["x", "y"]
+    # sources on different scales meet on equal terms: scaling one source changes no ranking
+    behaviour.similarity = sp.csr_matrix(np.eye(5, k=1, dtype=np.float32) * 1000.0)
+    blend = HybridModel(0.5, cold="none").build(behaviour, visual)
+    base = blend.score_histories(blend.history_row({"q": 1.0}))[0]
+    behaviour.similarity = behaviour.similarity * 0.001
+    rescaled = HybridModel(0.5, cold="none").build(behaviour, visual)
+    again = rescaled.score_histories(blend.history_row({"q": 1.0}))[0]
+    assert np.allclose(base, again, atol=1e-4)
+
+
+def test_projection_learns_the_behaviour_space(interactions: Interactions) -> None:
+    """A ridge map from image vectors to ALS factors: a cold a-item's donors are a-items."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 8))
+    true = rng.standard_normal((8, 3))
+    fitted_map = ImageToBehaviour(alpha=1e-3).fit(x, x @ true + 1.0)
+    assert np.abs(fitted_map.predict(x[:5]) - (x[:5] @ true + 1.0)).max() < 1e-2
+    donors = projected_donors(interactions, np.array(ITEMS), make_vectors(), donors=3, factors=4)
+    cold = ITEMS.index("a6")
+    row = donors.getrow(cold)
+    assert row.nnz > 0 and row.sum() == pytest.approx(1.0, abs=1e-5)
+    assert all(ITEMS[j].startswith("a") for j in row.indices)
+    assert donors.getrow(ITEMS.index("a1")).nnz == 0  # warm items borrow nothing
+
+
+def test_make_behaviour_model_by_name() -> None:
+    assert make_behaviour_model("bm25").params()["measure"] == "bm25"
+    assert make_behaviour_model("ease", l2=50.0).l2 == 50.0
+    with pytest.raises(InputError, match="behaviour model"):
+        make_behaviour_model("svd")
 
 
 def test_sparse_helpers() -> None:
@@ -143,6 +200,3 @@ def test_sparse_helpers() -> None:
         expected = np.zeros_like(row)
         expected[best] = row[best]
         assert np.array_equal(fast[i], expected)
-    assert row_max_normalise(m).toarray()[0].tolist() == pytest.approx([0, 1, 1 / 3, 2 / 3])
-    assert row_min_max_normalise(m, floor=0.0).toarray()[0].tolist() == pytest.approx([0, 1, 0, 0.5])
-    assert row_min_max_normalise(m).toarray()[0].min() == 0 and row_min_max_normalise(m).data.min() > 0

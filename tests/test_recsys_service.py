@@ -1,4 +1,4 @@
-"""The Recommender over a real index store: new versions from `behaviour fit`, hybrid cold-start
+"""Answers over a real index store: new versions from `behaviour fit`, hybrid cold-start
 fallback, category / in-stock / exclude filters, personal and popular recommendations, CLI."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from index.build import build_version
 from index.store import IndexStore, load_version, read_meta, verify_checksums
 from index.synthetic import write_embedding_set
 from jobs.cli import main
+from jobs.cli.query import result_rows
+from recsys.answers import K_MAX, Answers, Constraints
 from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
 from recsys.errors import InputError, UnknownItem
 from recsys.events import EVENT_COLUMNS
-from recsys.service import Recommender
 
 N = 40  # items it0..it39: even ones are "red" (category), odd ones "blue"; it39 is cold, it38 sold out
 COLD, SOLD_OUT = "it39", "it38"
@@ -65,49 +66,75 @@ def test_fit_writes_a_new_published_version(fitted: tuple[Path, str, str]) -> No
     meta = read_meta(st.version_dir(version))
     verify_checksums(st.version_dir(version), meta)
     assert meta["base_version"] == base and "behaviour/model.npz" in meta["checksums"]
-    assert meta["behaviour"]["model"] in ("cooc", "ease") and 0 <= meta["behaviour"]["hybrid_weight"] <= 1
+    assert meta["behaviour"]["model"] in ("cooc", "cosine", "bm25", "ease", "als")
+    assert 0 <= meta["behaviour"]["hybrid_weight"] <= 1
+
+
+def _colour(item_id: str) -> str:
+    return "red" if int(item_id[2:]) % 2 == 0 else "blue"
 
 
 def test_modes_and_cold_start_fallback(fitted: tuple[Path, str, str]) -> None:
-    rec = Recommender.load(fitted[0])
-    assert rec.version == fitted[2]
-    visual = rec.similar(COLD, k=5, mode="visual")
-    hybrid = rec.similar(COLD, k=5, mode="hybrid")
-    assert [r["item_id"] for r in hybrid] == [r["item_id"] for r in visual]  # no behaviour: visual
-    assert rec.similar(COLD, k=5, mode="behaviour") == []
-    warm = rec.similar("it00", k=5, mode="behaviour")
-    assert len(warm) == 5 and all(r["category"] == "red" for r in warm)
-    assert {"item_id", "score", "category", "in_stock"} <= set(warm[0])
+    answers = Answers.load(fitted[0])
+    assert answers.version == fitted[2] and answers.behaviour is not None
+    visual = answers.similar(COLD, 5, "visual", Constraints(in_stock=True))
+    hybrid = answers.similar(COLD, 5, "hybrid")
+    assert hybrid.ids() == visual.ids() and hybrid.mode == "hybrid"  # no behaviour: visual
+    assert answers.similar(COLD, 5, "behaviour").rows == []
+    warm = answers.similar("it00", 5, "behaviour")
+    assert len(warm.rows) == 5 and {_colour(i) for i in warm.ids()} == {"red"}
+    scores = [score for _, score in warm.rows]
+    assert scores == sorted(scores, reverse=True)
+    rows = result_rows(warm, answers.index)  # the command line's edge joins the metadata
+    assert [r["item_id"] for r in rows] == warm.ids()
+    assert {"item_id", "score", "category", "in_stock"} <= set(rows[0])
     with pytest.raises(UnknownItem):
-        rec.similar("nope", k=3)
+        answers.similar("nope", 3)
     with pytest.raises(InputError):
-        rec.similar("it00", k=3, mode="magic")
+        answers.similar("it00", 3, "magic")
+    with pytest.raises(InputError):
+        answers.similar("it00", K_MAX + 1, "visual")
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "visual", "behaviour"])
 def test_filters(fitted: tuple[Path, str, str], mode: str) -> None:
-    rec = Recommender.load(fitted[0])
-    rows = rec.similar("it02", k=8, mode=mode, category="red", exclude=("it00", "it04"))
-    ids = [r["item_id"] for r in rows]
-    assert len(rows) == 8 and all(r["category"] == "red" for r in rows)
+    answers = Answers.load(fitted[0])
+    constraints = Constraints.of(["it04", "it00", "it04"], "red", in_stock=True)
+    assert constraints.exclude == ("it00", "it04")
+    ids = answers.similar("it02", 8, mode, constraints).ids()
+    assert len(ids) == 8 and {_colour(i) for i in ids} == {"red"}
     assert not {"it00", "it04", "it02", SOLD_OUT} & set(ids)
     if mode != "behaviour":  # no user mixes colours, so behaviour knows no blue neighbours of it02
-        assert {r["category"] for r in rec.similar("it02", k=3, mode=mode, category="blue")} == {"blue"}
-    everything = rec.similar("it00", k=N, mode=mode)
-    assert SOLD_OUT not in {r["item_id"] for r in everything}
+        blue = answers.similar("it02", 3, mode, Constraints(category="blue")).ids()
+        assert {_colour(i) for i in blue} == {"blue"}
+    everything = answers.similar("it00", N, mode).ids()
+    # visual answers are pure image similarity; behaviour and hybrid ones hold items in stock only
+    assert (SOLD_OUT in everything) == (mode == "visual")
+    assert SOLD_OUT not in answers.similar("it00", N, mode, Constraints(in_stock=True)).ids()
+
+
+def test_stored_lists_answer_like_a_search(fitted: tuple[Path, str, str]) -> None:
+    answers = Answers.load(fitted[0])
+    stored = answers.stored_similar("it05", 7, "visual")
+    assert stored is not None and stored.rows == answers.similar("it05", 7, "visual").rows
+    assert answers.stored_similar("it05", 7, "hybrid") is None  # blended: not a lookup
+    exact = np.asarray(answers.index.vectors) @ answers.index.vector("it05")
+    best = np.sort(np.delete(exact, answers.row_of["it05"]))[::-1][:7]
+    np.testing.assert_allclose([score for _, score in stored.rows], best, atol=1e-3)  # codes are compressed
 
 
 def test_user_recommendations(fitted: tuple[Path, str, str], store: Path) -> None:
-    rec = Recommender.load(fitted[0])
+    answers = Answers.load(fitted[0])
     events = pd.read_csv(store / "events.csv")
     seen = set(events[events.user_id == "u4"].item_id)
-    rows = rec.recommend("u4", k=5)
-    assert len(rows) == 5 and all(r["source"] == "personal" for r in rows)
-    assert not seen & {r["item_id"] for r in rows}
-    assert sum(r["category"] == "red" for r in rows) >= 4  # u4 likes red (even) items
-    popular = rec.recommend("stranger", k=3)
-    assert [r["source"] for r in popular] == ["popular"] * 3
-    assert rec.recommend("u4", k=3, category="blue")[0]["category"] == "blue"
+    mine = answers.recommend("u4", 5)
+    assert len(mine.rows) == 5 and [e["source"] for e in mine.extras] == ["personal"] * 5
+    assert not seen & set(mine.ids())
+    assert sum(_colour(i) == "red" for i in mine.ids()) >= 4  # u4 likes red (even) items
+    popular = answers.recommend("stranger", 3)
+    assert [e["source"] for e in popular.extras] == ["popular"] * 3
+    assert _colour(answers.recommend("u4", 3, Constraints(category="blue")).ids()[0]) == "blue"
+    assert SOLD_OUT not in answers.recommend("stranger", N).ids()
 
 
 def test_cli_fit_recommend_evaluate(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -124,10 +151,12 @@ def test_cli_fit_recommend_evaluate(store: Path, tmp_path: Path, capsys: pytest.
     assert main(["evaluate", "--events", str(store / "events.csv"), "--store", str(root),
                  "--split", "temporal", "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
-    assert {"popularity", "behaviour_cooc", "behaviour_ease", "visual", "hybrid"} == set(report["models"])
+    assert {"popularity", "behaviour_cosine", "behaviour_bm25", "behaviour_ease", "behaviour_als", "visual",
+            "hybrid"} == set(report["models"])
     assert set(report["cold_start"]) == set(report["models"])
     assert "recall@10" in report["models"]["hybrid"] and report["split"] == "temporal"
-    assert "behaviour_cooc" in capsys.readouterr().out
+    assert report["settings"]["behaviour_model"] in ("cosine", "bm25", "ease", "als")
+    assert "behaviour_bm25" in capsys.readouterr().out
     bad = tmp_path / "bad.csv"
     bad.write_text("user_id,item_id,timestamp,event\nu,a,1,view\nu,b,2,zap\n")
     assert main(["evaluate", "--events", str(bad)]) == 2

@@ -93,6 +93,10 @@ def quantize_int8(
                     _Batches(calibration),
                     quant_format=QuantFormat.QDQ,
                     per_channel=per_channel,
+                    # 7-bit weights: on CPUs without VNNI (AVX2 only) onnxruntime's u8s8 kernel
+                    # sums pairs of products in int16 and saturates; measured on such a machine,
+                    # mean cosine to fp32 0.978 -> 0.984 on real photos. Costs nothing measurable.
+                    reduce_range=True,
                     activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8,
                     calibrate_method=CALIBRATION_METHODS[method],

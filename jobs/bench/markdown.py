@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
+
+from embeddings.files import atomic_write_text
 
 
 def write_section(path: Path, heading: str, body: str) -> None:
@@ -19,6 +20,4 @@ def write_section(path: Path, heading: str, body: str) -> None:
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text.rstrip("\n") + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(text.rstrip("\n") + "\n", path)

@@ -11,11 +11,9 @@ import importlib
 import logging
 import sys
 
-from embeddings.errors import InputError as EmbeddingsInputError
-from jobs.errors import JobFailed, UsageError
-
-# Library errors that mean "bad input" (exit 2); other packages append theirs below.
-INPUT_ERRORS: tuple[type[Exception], ...] = (UsageError, EmbeddingsInputError)
+from embeddings.errors import InputError
+from index.errors import IndexLoadError
+from jobs.errors import JobFailed
 
 # Each module defines `register(subparsers)`; the parser it adds sets `func(args) -> int`.
 COMMAND_MODULES = [
@@ -50,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except INPUT_ERRORS as exc:
+    except InputError as exc:  # every package's bad input, UsageError included
         print(f"recsys: error: {exc}", file=sys.stderr)
         return 2
-    except JobFailed as exc:
+    except (JobFailed, IndexLoadError) as exc:  # a stored version that cannot be read fails the job
         print(f"recsys: failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

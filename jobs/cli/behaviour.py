@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--events", type=Path, required=True, help="Parquet, CSV, u.data or .inter events")
     fit.add_argument("--store", type=Path, required=True, help="the index store folder")
     fit.add_argument("--version", default=None, help="the base index version (default: CURRENT)")
-    fit.add_argument("--model", default="auto", choices=["auto", "cooc", "ease"])
+    fit.add_argument("--model", default="auto", choices=["auto", "cooc", "cosine", "bm25", "ease", "als"],
+                     help="behaviour model (default auto: chosen on a validation window of the events)")
     fit.add_argument("--hybrid-weight", type=float, default=None,
                      help="behaviour share of the blend (default: chosen on a temporal validation split)")
     fit.add_argument("--no-publish", action="store_true", help="write the version but leave CURRENT alone")
@@ -43,7 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--test-frac", type=float, default=0.2)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("-k", type=int, default=10)
-    ev.add_argument("--models", default="cooc,ease", help="behaviour models, comma-separated")
+    ev.add_argument("--models", default="cosine,bm25,ease,als",
+                    help="behaviour models, comma-separated (cooc, cosine, bm25, ease, als)")
     ev.add_argument("--hybrid-weight", type=float, default=None,
                     help="fix the blend weight (default: chosen on a validation split of training)")
     ev.add_argument("--json", type=Path, default=None, help="write the report here")
@@ -54,8 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _events_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--event-weights", default=None,
                         help="e.g. view=1,click=2,cart=4,purchase=8 (default); unknown events are errors")
-    parser.add_argument("--recency-half-life-days", type=float, default=14.0,
-                        help="a user's older events count less when gathering candidates (0: off)")
+    parser.add_argument("--recency-half-life-days", type=float, default=None,
+                        help="a user's older events count less when gathering candidates (0: off; "
+                             "default: chosen on a validation window of the training events)")
     parser.add_argument("--decay-half-life-days", type=float, default=None,
                         help="time decay of event weights before fitting (default: none)")
     parser.add_argument("--bot-events-per-hour", type=int, default=1000,
@@ -116,7 +119,7 @@ def run_fit(args: argparse.Namespace) -> int:
         raise UsageError(f"--store {args.store}: no published version; build an index first")
     loaded = load_version(args.store, base)
     options = FitOptions(model=args.model, hybrid_weight=args.hybrid_weight,
-                         recency_half_life_days=args.recency_half_life_days or None, cleaning=_cleaning(args))
+                         recency_half_life_days=args.recency_half_life_days, cleaning=_cleaning(args))
     behaviour = fit_behaviour(events, loaded, options)
     version = write_version(args.store, base, behaviour, str(args.events), publish=not args.no_publish)
     print(version)
@@ -125,14 +128,15 @@ def run_fit(args: argparse.Namespace) -> int:
 
 @_input_errors
 def run_recommend(args: argparse.Namespace) -> int:
-    from recsys.service import Recommender
+    from jobs.cli.query import check_k, result_rows
+    from recsys.answers import Answers, Constraints
 
-    if not 1 <= args.k <= 1000:
-        raise UsageError(f"-k must be from 1 to 1000, not {args.k}")
-    rec = Recommender.load(args.store, args.version)
-    rows = rec.recommend(args.user_id, args.k, category=args.category)
+    check_k(args.k)
+    answers = Answers.load(args.store, args.version, behaviour="required")
+    rows = result_rows(answers.recommend(args.user_id, args.k, Constraints.of(category=args.category)),
+                       answers.index)
     if args.json:
-        print(json.dumps({"user_id": args.user_id, "version": rec.version, "results": rows}, indent=2,
+        print(json.dumps({"user_id": args.user_id, "version": answers.version, "results": rows}, indent=2,
                          default=str))
     else:
         for rank, row in enumerate(rows, 1):
@@ -148,13 +152,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"-k must be at least 1, not {args.k}")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     for name in names:
-        if name not in ("cooc", "ease"):
-            raise UsageError(f"--models: {name!r} is not a behaviour model (cooc, ease)")
+        if name not in ("cooc", "cosine", "bm25", "ease", "als"):
+            raise UsageError(f"--models: {name!r} is not a behaviour model (cooc, cosine, bm25, ease, als)")
     events = _load_events(args)
     vectors = VisualVectors.from_store(args.store, args.version) if args.store else None
     report = evaluate(events, vectors, split=args.split, test_frac=args.test_frac, seed=args.seed, k=args.k,
                       behaviour_names=names, hybrid_weight=args.hybrid_weight, cleaning=_cleaning(args),
-                      recency_half_life_days=args.recency_half_life_days or None)
+                      recency_half_life_days=args.recency_half_life_days)
     report["events_file"] = str(args.events)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

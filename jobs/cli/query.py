@@ -1,65 +1,73 @@
-"""`recsys similar`: the items most like one item, from the store's serving version."""
+"""`recsys similar`: the items most like one item, from the store's serving version; and the
+command line's edge of the answer path (`result_rows`: answer rows joined with catalogue metadata)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from index.errors import IndexLoadError
 from jobs.errors import JobFailed, UsageError
+from recsys.answers import K_MAX, MODES
 
-MODES = ("visual", "behaviour", "hybrid")
+if TYPE_CHECKING:
+    from index.loaded import LoadedIndex
+    from recsys.answers import Answer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("similar", help="print the items most like ITEM_ID, with scores")
     parser.add_argument("item_id", metavar="ITEM_ID")
     parser.add_argument("--store", type=Path, required=True, help="the index store folder")
-    parser.add_argument("-k", type=int, default=10, help="how many (1 to 1000)")
+    parser.add_argument("-k", type=int, default=10, help=f"how many (1 to {K_MAX})")
+    # visual by default: it answers on a version without behaviour data too
     parser.add_argument("--mode", choices=MODES, default="visual")
     parser.add_argument("--version", default=None, help="an index version (default: CURRENT)")
     parser.add_argument("--json", action="store_true", help="print the HTTP API's answer shape")
     parser.set_defaults(func=run)
 
 
+def check_k(k: int) -> None:
+    if not 1 <= k <= K_MAX:
+        raise UsageError(f"-k must be from 1 to {K_MAX}, not {k}")
+
+
 def run(args: argparse.Namespace) -> int:
     from index.store import load_version
+    from recsys.answers import Answers
+    from recsys.errors import InputError
 
-    if not 1 <= args.k <= 1000:
-        raise UsageError(f"-k must be from 1 to 1000, not {args.k}")
+    check_k(args.k)
     try:
         loaded = load_version(args.store, args.version)
     except IndexLoadError as exc:
         raise JobFailed(str(exc)) from None
     if not loaded.has_item(args.item_id):
         raise UsageError(f"item {args.item_id!r} is not in index version {loaded.version} of {args.store}")
-    if args.mode == "visual":
-        pairs = loaded.similar(args.item_id, args.k)
-        results = [{"item_id": i, "score": round(s, 6), **_display(loaded.metadata(i))} for i, s in pairs]
-    else:
-        results = _blended(args, loaded)
-    pairs = [(row["item_id"], row["score"]) for row in results]
+    try:  # behaviour and hybrid need `recsys behaviour fit`
+        answers = Answers.load(args.store, index=loaded,
+                               behaviour="none" if args.mode == "visual" else "required")
+    except InputError as exc:
+        raise UsageError(f"--mode {args.mode}: {exc}") from None
+    results = result_rows(answers.similar(args.item_id, args.k, args.mode), loaded)
     if args.json:
         body = {"item_id": args.item_id, "version": loaded.version, "mode": args.mode, "results": results}
         print(json.dumps(body, indent=2, default=str))
     else:
-        for rank, (item_id, score) in enumerate(pairs, 1):
-            print(f"{rank:>4}  {score:.4f}  {item_id}")
+        for rank, row in enumerate(results, 1):
+            print(f"{rank:>4}  {row['score']:.4f}  {row['item_id']}")
     return 0
 
 
-def _blended(args: argparse.Namespace, loaded) -> list[dict]:
-    """Behaviour or hybrid neighbours through the recommender (needs `recsys behaviour fit`)."""
-    from recsys.errors import InputError as RecsysInputError
-    from recsys.service import Recommender
-
-    try:
-        recommender = Recommender.load(args.store, args.version, index=loaded)
-    except RecsysInputError as exc:
-        raise UsageError(f"--mode {args.mode}: {exc}") from None
-    return recommender.similar(args.item_id, k=args.k, mode=args.mode)
-
-
-def _display(metadata: dict) -> dict:
-    return {k: v for k, v in metadata.items() if k != "item_id"}
+def result_rows(answer: Answer, loaded: LoadedIndex) -> list[dict[str, Any]]:
+    """Rows as the command line prints them: item_id, score (6 decimals), the row's extra fields,
+    then the item's catalogue metadata (all of it, the image reference included)."""
+    rows = []
+    for n, (item_id, score) in enumerate(answer.rows):
+        row = {"item_id": item_id, "score": round(score, 6), **(answer.extras[n] if answer.extras else {})}
+        for key, value in loaded.metadata(item_id).items():
+            row.setdefault(key, value)
+        rows.append(row)
+    return rows

@@ -1,8 +1,11 @@
 """Demo data: a catalogue of drawn product images and users whose tastes follow hidden styles.
 
-Every item has four hidden style attributes (shape, colour, pattern, background) drawn with PIL
-into a product-like picture. Every user likes one colour and one shape (and, mildly, a pattern);
-over `days` days users open sessions in which they view items, click some and buy fewer, picking
+Every item has four style attributes that are drawn with PIL into a product-like picture (shape,
+colour, pattern, background) and three that no picture shows (maker, line, fit). Every user likes
+one shape, one colour and, mildly, one pattern, and likewise one maker, one line and one fit;
+`DemoConfig.looks` in [0, 1] says how much of a user's taste is the visible part (1: only looks
+matter, as in a shop of posters; 0: looks say nothing, the picture carries no hint of taste).
+Over `days` days users open sessions in which they view items, click some and buy fewer, picking
 by affinity (taste x item appeal) among the items on sale by then. A share of the items arrive
 late (cold start): nobody can have touched them before they appear. Deterministic by seed.
 
@@ -32,6 +35,9 @@ BACKGROUNDS = {"white": (245, 245, 245), "grey": (150, 150, 150), "beige": (225,
 EVENT_PROBABILITIES = {"click": 0.35, "purchase": 0.25}  # purchase: of the clicked items
 START = 1_767_225_600  # 2026-01-01T00:00:00Z
 SIZE = 224
+MAKERS = tuple(f"maker{i}" for i in range(6))  # invisible attributes: never drawn
+LINES = tuple(f"line{i}" for i in range(6))
+FITS = ("slim", "regular", "loose", "relaxed")
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,13 @@ class DemoConfig:
     late_days: int = 14
     sessions_per_user: float = 6.0
     views_per_session: float = 6.0
-    taste_strength: float = 2.2  # how sharply users prefer their colour and shape
+    taste_strength: float = 2.2  # how sharply users prefer the items that match their taste
+    looks: float = 0.5  # share of taste that the pictures show: 0 looks say nothing, 1 only looks count
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.looks <= 1.0:
+            raise ValueError(f"DemoConfig.looks {self.looks}: must lie in [0, 1]")
 
 
 @dataclass
@@ -91,6 +102,9 @@ def make_items(config: DemoConfig, rng: np.random.Generator) -> pd.DataFrame:
         "colour": rng.choice(list(COLOURS), n),
         "pattern": rng.choice(PATTERNS, n),
         "background": rng.choice(list(BACKGROUNDS), n),
+        "maker": rng.choice(MAKERS, n),
+        "line": rng.choice(LINES, n),
+        "fit": rng.choice(FITS, n),
         "appeal": rng.lognormal(0.0, 0.6, n),  # some items sell better whatever the taste
         "in_stock": rng.random(n) > 0.1,
         "arrival": (START + arrival).astype(np.int64),
@@ -102,6 +116,7 @@ def make_events(items: pd.DataFrame, config: DemoConfig, rng: np.random.Generato
     shapes = items["shape"].to_numpy()
     colours = items.colour.to_numpy()
     patterns = items.pattern.to_numpy()
+    makers, lines, fits = items.maker.to_numpy(), items.line.to_numpy(), items.fit.to_numpy()
     arrival = items.arrival.to_numpy()
     appeal = items.appeal.to_numpy()
     rows: list[tuple[str, str, int, str]] = []
@@ -110,8 +125,11 @@ def make_events(items: pd.DataFrame, config: DemoConfig, rng: np.random.Generato
         user = f"user{u:05d}"
         likes_shape, likes_colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
         likes_pattern = rng.choice(PATTERNS)
-        match = ((shapes == likes_shape) * 1.0 + (colours == likes_colour) * 1.0
-                 + (patterns == likes_pattern) * 0.5)
+        likes_maker, likes_line, likes_fit = rng.choice(MAKERS), rng.choice(LINES), rng.choice(FITS)
+        seen = ((shapes == likes_shape) * 1.0 + (colours == likes_colour) * 1.0
+                + (patterns == likes_pattern) * 0.5)
+        unseen = (makers == likes_maker) * 1.0 + (lines == likes_line) * 1.0 + (fits == likes_fit) * 0.5
+        match = config.looks * seen + (1.0 - config.looks) * unseen
         affinity = appeal * np.exp(config.taste_strength * match)
         n_sessions = max(1, rng.poisson(config.sessions_per_user))
         for start in np.sort(rng.uniform(START, end - 3600, n_sessions)):

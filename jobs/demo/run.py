@@ -57,16 +57,17 @@ def compress_for_demo(catalog_file: Path, out: Path) -> Path:
 
 def show_examples(store: Path, items: int = 3, k: int = 5) -> None:
     """Print a few items with their similar items, and one user's recommendations."""
-    from recsys.service import Recommender
+    from jobs.cli.query import result_rows
+    from recsys.answers import Answers
 
-    recommender = Recommender.load(store)
-    catalogue = recommender.index.items
+    answers = Answers.load(store, behaviour="required")
+    catalogue = answers.index.items
     for item_id in catalogue["item_id"].head(items):
         title = catalogue.set_index("item_id").at[item_id, "title"] if "title" in catalogue else ""
         print(f"\nitems like {item_id} {title}:")
-        for row in recommender.similar(item_id, k=k, mode="hybrid"):
+        for row in result_rows(answers.similar(item_id, k, "hybrid"), answers.index):
             print(f"  {row['score']:.3f}  {row['item_id']}  {row.get('title', '')}")
-    user = recommender.behaviour.interactions.user_ids[0]
+    user = answers.behaviour.interactions.user_ids[0]
     print(f"\nfor user {user}:")
-    for row in recommender.recommend(str(user), k=k):
+    for row in result_rows(answers.recommend(str(user), k), answers.index):
         print(f"  {row['score']:.3f}  {row['item_id']}  {row.get('title', '')}  ({row.get('source', '')})")

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from embeddings.embedding_set import atomic_write_json
+from embeddings.files import atomic_write_json
 from jobs.nightly.config import NightlyConfig, as_dict
 
 log = logging.getLogger(__name__)

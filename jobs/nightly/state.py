@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from embeddings.embedding_set import atomic_write_json
+from embeddings.files import atomic_write_json
 from jobs.errors import JobFailed
 
 LOCK_FILE = "nightly.lock"

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from recsys.answers import DEFAULT_MODE, K_MAX, MODES
 from recsys.api import lookup
 from recsys.api.reload import ServingState
-from recsys.api.schemas import K_MAX
 
 PREFIX = "/v1/items/"
 SUFFIX = "/similar"
-MODES = {b"hybrid": "hybrid", b"visual": "visual", b"behaviour": "behaviour"}
+MODE_NAMES = {mode.encode(): mode for mode in MODES}
 MAX_ID_LENGTH = 512  # as the route's path parameter allows
 
 
@@ -55,14 +55,14 @@ class FastSimilarMiddleware:
         """The answer bytes, or None to leave the request to the FastAPI route."""
         if not item_id or len(item_id) > MAX_ID_LENGTH:
             return None
-        k, mode = 10, "hybrid"
+        k, mode = 10, DEFAULT_MODE
         if query:
             for part in query.split(b"&"):
                 name, _, value = part.partition(b"=")
                 if name == b"k" and value.isdigit() and len(value) <= 4:
                     k = int(value)
-                elif name == b"mode" and value in MODES:
-                    mode = MODES[value]
+                elif name == b"mode" and value in MODE_NAMES:
+                    mode = MODE_NAMES[value]
                 else:
                     return None
             if not 1 <= k <= K_MAX:
@@ -70,7 +70,4 @@ class FastSimilarMiddleware:
         snapshot = self.state.snapshot
         if snapshot is None or not snapshot.has_item(item_id):
             return None
-        body = lookup.cached_similar(snapshot, item_id, k, mode, (), None)
-        if body is None:
-            body = lookup.fast_similar(snapshot, item_id, k, mode, (), None)
-        return body
+        return lookup.fast_similar(snapshot, item_id, k, mode)

@@ -1,8 +1,7 @@
-"""Answers to similar-item queries, shared by GET and POST: mode choice, filters, caching.
-
-Unfiltered visual queries are a lookup in the version's precomputed neighbour lists and run on
-the event loop; live searches (filters, raw vectors, behaviour models) run in worker threads so
-they never block it, and their answers are kept per version in a small LRU, as bytes.
+"""Similar-item answers as the API sends them, shared by the fast path, GET and POST: cache,
+answer, JSON. What comes back is decided by `recsys.answers`; this module only picks when to
+call it (stored lists on the event loop, live searches in worker threads) and keeps finished
+results per version in a small LRU, as bytes.
 """
 
 from __future__ import annotations
@@ -13,106 +12,85 @@ import anyio
 import numpy as np
 import orjson
 
+from recsys.answers import NO_CONSTRAINTS, Constraints
 from recsys.api.errors import ApiError
 from recsys.api.serving import Snapshot
-
-NO_BEHAVIOUR = "no behaviour data in this version: answered by image similarity"
 
 
 def parse_exclude(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return ()
-    return tuple(sorted({part.strip() for part in raw.split(",") if part.strip()}))
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
-def answering_mode(snapshot: Snapshot, mode: str) -> tuple[str, str | None]:
-    """The mode that will answer and, when it differs from the request, why."""
-    if mode == "visual" or snapshot.has_behaviour:
-        return mode, None
-    return "visual", NO_BEHAVIOUR
+def _key(item_id: str, k: int, mode: str, constraints: Constraints) -> tuple:
+    return ("similar", item_id, k, mode, constraints)
 
 
-def cached_similar(snapshot: Snapshot, item_id: str, k: int, mode: str,
-                   exclude: tuple[str, ...], category: str | None) -> bytes | None:
-    return snapshot.cache.get(("similar", item_id, k, mode, exclude, category))
+def similar_body(snapshot: Snapshot, item_id: str, mode: str, results: bytes) -> bytes:
+    """The GET similar answer around a results array."""
+    used, note = snapshot.answers.answering_mode(mode)
+    return orjson.dumps({"item_id": item_id, "version": snapshot.version, "mode": used,
+                         "requested_mode": mode, "note": note, "results": orjson.Fragment(results)})
 
 
-def fast_similar(snapshot: Snapshot, item_id: str, k: int, mode: str,
-                 exclude: tuple[str, ...], category: str | None) -> bytes | None:
-    """The answer from precomputed neighbour lists when the query allows it, else None."""
-    used, note = answering_mode(snapshot, mode)
-    if used != "visual" or exclude or category is not None:
-        return None
-    pairs = snapshot.precomputed(item_id, k)
-    if pairs is None:
-        return None
-    # Not cached: the lookup is about as cheap as the cache, and would only fill it.
-    return _finish(snapshot, item_id, k, mode, exclude, category, used, note, pairs, cache=False)
+def fast_similar(snapshot: Snapshot, item_id: str, k: int, mode: str) -> bytes | None:
+    """An unconstrained answer from the cache or the stored neighbour lists, else None."""
+    results = quick_results(snapshot, item_id, k, mode, NO_CONSTRAINTS)
+    return None if results is None else similar_body(snapshot, item_id, mode, results)
 
 
-def similar(snapshot: Snapshot, item_id: str, k: int, mode: str,
-            exclude: tuple[str, ...], category: str | None) -> bytes:
-    """The full answer (blocking: call from a worker thread)."""
-    used, note = answering_mode(snapshot, mode)
-    if used == "visual":
-        pairs: Any = snapshot.precomputed(item_id, k) if not (exclude or category) else None
-        if pairs is None:
-            pairs = snapshot.visual_similar(item_id, k, exclude, category)
-    else:
-        pairs = snapshot.recommender.similar(item_id, k=k, mode=used, exclude=list(exclude),
-                                             category=category)
-    return _finish(snapshot, item_id, k, mode, exclude, category, used, note, pairs)
+def quick_results(snapshot: Snapshot, item_id: str, k: int, mode: str,
+                  constraints: Constraints) -> bytes | None:
+    """The results array when it needs no live search (cache, or the stored neighbour lists for
+    an unconstrained query), else None. Cheap: runs on the event loop."""
+    results = snapshot.cache.get(_key(item_id, k, mode, constraints))
+    if results is None and constraints == NO_CONSTRAINTS:
+        answer = snapshot.answers.stored_similar(item_id, k, mode)
+        # Not cached: the lookup is about as cheap as the cache, and would only fill it.
+        results = None if answer is None else snapshot.results(answer)
+    return results
 
 
-def _finish(snapshot: Snapshot, item_id: str, k: int, mode: str, exclude: tuple[str, ...],
-            category: str | None, used: str, note: str | None, pairs: Any, cache: bool = True) -> bytes:
-    body = orjson.dumps({
-        "item_id": item_id,
-        "version": snapshot.version,
-        "mode": used,
-        "requested_mode": mode,
-        "note": note,
-        "results": snapshot.results(pairs),
-    })
-    if cache:
-        snapshot.cache.put(("similar", item_id, k, mode, exclude, category), body)
-    return body
+def similar_results(snapshot: Snapshot, item_id: str, k: int, mode: str, constraints: Constraints) -> bytes:
+    """The results array (blocking: call from a worker thread), through the cache."""
+    key = _key(item_id, k, mode, constraints)
+    results = snapshot.cache.get(key)
+    if results is None:
+        results = snapshot.results(snapshot.answers.similar(item_id, k, mode, constraints))
+        snapshot.cache.put(key, results)
+    return results
 
 
-async def similar_answer(snapshot: Snapshot, item_id: str, k: int, mode: str,
-                         exclude: tuple[str, ...], category: str | None,
+async def similar_answer(snapshot: Snapshot, item_id: str, k: int, mode: str, constraints: Constraints,
                          limiter: anyio.CapacityLimiter) -> bytes:
-    """GET similar: cache, then precomputed lists, then a live search in a worker thread."""
+    """GET similar: cache and stored lists, then a live search in a worker thread."""
     if not snapshot.has_item(item_id):
         raise ApiError(404, f"unknown item_id {item_id!r} in version {snapshot.version}",
                        code="unknown_item")
-    body = cached_similar(snapshot, item_id, k, mode, exclude, category)
-    if body is None:
-        body = fast_similar(snapshot, item_id, k, mode, exclude, category)
-    if body is None:
-        body = await anyio.to_thread.run_sync(
-            similar, snapshot, item_id, k, mode, exclude, category, limiter=limiter)
-    return body
+    results = quick_results(snapshot, item_id, k, mode, constraints)
+    if results is None:
+        results = await anyio.to_thread.run_sync(
+            similar_results, snapshot, item_id, k, mode, constraints, limiter=limiter)
+    return similar_body(snapshot, item_id, mode, results)
 
 
 def batch_by_ids(snapshot: Snapshot, item_ids: list[str], k: int, mode: str,
-                 exclude: tuple[str, ...], category: str | None) -> dict[str, Any]:
-    used, note = answering_mode(snapshot, mode)
+                 constraints: Constraints) -> dict[str, Any]:
+    used, note = snapshot.answers.answering_mode(mode)
     queries = []
     for item_id in item_ids:
         if not snapshot.has_item(item_id):
             queries.append({"item_id": item_id, "error": "unknown item_id", "results": []})
             continue
-        body = cached_similar(snapshot, item_id, k, mode, exclude, category)
-        if body is None:
-            body = similar(snapshot, item_id, k, mode, exclude, category)
-        queries.append({"item_id": item_id, "error": None, "results": orjson.loads(body)["results"]})
+        results = similar_results(snapshot, item_id, k, mode, constraints)
+        queries.append({"item_id": item_id, "error": None, "results": orjson.Fragment(results)})
     return {"version": snapshot.version, "mode": used, "requested_mode": mode, "note": note,
             "queries": queries}
 
 
 def batch_by_vector(snapshot: Snapshot, vector: list[float], k: int, mode: str,
-                    exclude: tuple[str, ...], category: str | None) -> dict[str, Any]:
+                    constraints: Constraints) -> dict[str, Any]:
     """A raw query vector: image similarity only (behaviour models know items, not vectors)."""
     xq = np.asarray(vector, dtype=np.float32).reshape(1, -1)
     if xq.shape[1] != snapshot.index.dim:
@@ -121,23 +99,7 @@ def batch_by_vector(snapshot: Snapshot, vector: list[float], k: int, mode: str,
     norm = float(np.linalg.norm(xq))
     if not np.isfinite(norm) or norm == 0.0:
         raise ApiError(422, "vector must be finite and not all zero", code="invalid_request")
-    pairs = search_vectors(snapshot, xq / norm, k, exclude, category)[0]
-    note = None if mode == "visual" else "a raw vector is answered by image similarity"
-    return {"version": snapshot.version, "mode": "visual", "requested_mode": mode, "note": note,
-            "queries": [{"item_id": None, "error": None, "results": snapshot.results(pairs)}]}
-
-
-def search_vectors(snapshot: Snapshot, xq: np.ndarray, k: int, exclude: tuple[str, ...] = (),
-                   category: str | None = None) -> list[list[tuple[str, float]]]:
-    """Nearest items to unit vectors, over-fetching to make room for the filters."""
-    if not exclude and category is None:
-        return snapshot.vector_search(xq, k)
-    fetch = min(len(snapshot), max(4 * k, k + len(exclude)) if category is None else max(20 * k, 200))
-    found = snapshot.vector_search(xq, fetch)
-    banned = set(exclude)
-    out = []
-    for row in found:
-        kept = [(i, s) for i, s in row if i not in banned
-                and (category is None or snapshot.category_of(i) == category)]
-        out.append(kept[:k])
-    return out
+    answer = snapshot.answers.similar_to_vectors(xq / norm, k, constraints, mode)[0]
+    results = orjson.Fragment(snapshot.results(answer))
+    return {"version": snapshot.version, "mode": answer.mode, "requested_mode": mode, "note": answer.note,
+            "queries": [{"item_id": None, "error": None, "results": results}]}

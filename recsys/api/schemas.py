@@ -6,8 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Mode = Literal["hybrid", "visual", "behaviour"]
-K_MAX = 1000  # DESIGN.md: k from 1 to 1000
+from recsys.answers import DEFAULT_MODE, K_MAX, MODES
+
+Mode = Literal[MODES]  # type: ignore[valid-type]
 BATCH_MAX = 100  # item ids in one POST /v1/similar
 
 
@@ -35,7 +36,7 @@ class SimilarRequest(BaseModel):
     item_ids: list[str] | None = Field(None, min_length=1, max_length=BATCH_MAX)
     vector: list[float] | None = Field(None, min_length=1, max_length=4096)
     k: int = Field(10, ge=1, le=K_MAX)
-    mode: Mode = "hybrid"
+    mode: Mode = DEFAULT_MODE
     exclude: list[str] = Field(default_factory=list, max_length=1000)
     category: str | None = Field(None, max_length=200)
 

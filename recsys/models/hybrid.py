@@ -1,14 +1,19 @@
-"""Hybrid: behaviour neighbours blended with visual neighbours; cold-start items fall back to visual.
+"""Hybrid: behaviour and visual scores, each calibrated, blended; items without events borrow.
 
-Both sources are normalised per row first (behaviour: divided by the row's largest weight; visual:
-the row's weakest kept cosine maps to 0.01 and its best to 1), then
+Calibration: every query (a user's history, or one item) gets a score per catalogue item from each
+source; each source's scores are divided by their standard deviation over the whole catalogue
+(a z-score without the shift, which is the same for every item and so changes no ranking), then
 
-    hybrid[i, j] = w * behaviour[i, j] + (1 - w) * visual[i, j]     when i and j both have behaviour
-    hybrid[i, j] = c * visual[i, j]                                   when i or j has none (cold)
+    hybrid = w * behaviour / std(behaviour) + (1 - w) * visual / std(visual)
 
-so an item nobody has touched yet still gets (and appears among) neighbours by image. The cold
-weight c (default 1) says how hard new items are pushed against proven ones.
-The blend is computed from the two sparse matrices at query time; nothing items^2 is stored.
+Visual scores stay raw cosines summed over the history: a weak best neighbour stays weak.
+
+Cold start: an item with no events has no behaviour column. It borrows one: its behaviour score is
+`cold_weight` times the average of the behaviour scores of its `donors` donors, warm items chosen either
+by image similarity (`cold="visual"`) or by a projection of its image into the behaviour space
+(`cold="projection"`, projection.py), weighted by similarity; `cold="none"` leaves it at zero, so
+only its visual part speaks for it. The donors are a sparse items x items matrix (rows: cold items).
+Nothing items^2 is stored; the blend is computed at query time.
 """
 
 from __future__ import annotations
@@ -20,70 +25,136 @@ import scipy.sparse as sp
 
 from recsys.errors import InputError
 from recsys.models.base import ItemModel, NeighbourModel
-from recsys.sparse_ops import row_max_normalise, row_min_max_normalise
+from recsys.sparse_ops import top_n_per_row
+
+COLD_MODES = ("none", "visual", "projection")
+DONORS = 20  # warm items a cold item borrows from
+MAX_COLD_WEIGHT = 10.0
 
 
 class HybridModel(ItemModel):
     kind = "hybrid"
 
-    def __init__(self, weight: float = 0.5, cold_weight: float = 1.0) -> None:
+    def __init__(self, weight: float = 0.5, cold_weight: float = 1.0, cold: str = "visual",
+                 donors: int = DONORS) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise InputError(f"hybrid weight {weight}: must lie in [0, 1]")
-        if not 0.0 < cold_weight <= 1.0:
-            raise InputError(f"hybrid cold weight {cold_weight}: must lie in (0, 1]")
+        if not 0.0 < cold_weight <= MAX_COLD_WEIGHT:
+            raise InputError(f"hybrid cold weight {cold_weight}: must lie in (0, {MAX_COLD_WEIGHT:g}]")
+        if cold not in COLD_MODES:
+            raise InputError(f"hybrid cold handling {cold!r}: expected one of {list(COLD_MODES)}")
         self.weight = weight
         self.cold_weight = cold_weight
-        self.behaviour_part = sp.csr_matrix((0, 0), dtype=np.float32)
-        self.visual_part = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.cold = cold
+        self.n_donors = donors
+        self.behaviour: NeighbourModel | None = None
+        self.visual: NeighbourModel | None = None
+        self.donors = sp.csr_matrix((0, 0), dtype=np.float32)
         self.warm = np.zeros(0, dtype=bool)
 
     def params(self) -> dict[str, Any]:
-        return {"weight": self.weight, "cold_weight": self.cold_weight}
+        return {"weight": self.weight, "cold_weight": self.cold_weight, "cold": self.cold,
+                "donors": self.n_donors}
 
-    def build(self, behaviour: NeighbourModel, visual: NeighbourModel) -> HybridModel:
+    def build(self, behaviour: NeighbourModel, visual: NeighbourModel,
+              projected_donors: sp.csr_matrix | None = None) -> HybridModel:
+        """`projected_donors` (rows: cold items) is needed for `cold="projection"`; without it the
+        projection falls back to visual donors."""
         if not np.array_equal(behaviour.item_ids, visual.item_ids):
             raise InputError("hybrid: behaviour and visual models must share one item space")
+        self.behaviour, self.visual = behaviour, visual
         self.item_ids = behaviour.item_ids
         self.popularity = behaviour.popularity
-        self.behaviour_part = row_max_normalise(behaviour.similarity)
-        self.visual_part = row_min_max_normalise(visual.similarity)
         self.warm = behaviour.has_neighbours()
+        n = len(self.item_ids)
+        if self.cold == "none":
+            donors = sp.csr_matrix((n, n), dtype=np.float32)
+        elif self.cold == "projection" and projected_donors is not None:
+            donors = sp.csr_matrix(projected_donors, dtype=np.float32)
+        else:
+            donors = visual_donors(visual.similarity, self.warm)
+        donors = _normalise_rows(top_n_per_row(donors, self.n_donors))  # the closest few lend
+        self.donors = _rows(donors, ~self.warm) * np.float32(self.cold_weight)
         return self
 
     def fit(self, interactions: Any) -> HybridModel:
         raise TypeError("HybridModel is built from fitted models: use HybridModel(w).build(b, v)")
 
+    # -- users -------------------------------------------------------------------------------
     def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
-        w = self.weight
+        assert self.behaviour is not None and self.visual is not None, "build first"
         histories = sp.csr_matrix(histories, dtype=np.float32)
-        cold_rows = sp.diags((~self.warm).astype(np.float32))
-        warm_rows = sp.diags(self.warm.astype(np.float32))
-        behaviour = _dense(histories @ self.behaviour_part)
-        from_warm = _dense(histories @ warm_rows @ self.visual_part)
-        from_cold = _dense(histories @ cold_rows @ self.visual_part)
-        cold_cols = ~self.warm
-        c = self.cold_weight
-        visual = from_warm * np.where(cold_cols, c, 1.0 - w)[None, :] + c * from_cold
-        return self.with_tie_break(w * behaviour + visual)
+        w = self.weight
+        scores = np.zeros(histories.shape, np.float32)
+        if w > 0:
+            behaviour = self.behaviour.score_histories(histories)
+            if self.donors.nnz:
+                behaviour = behaviour + np.asarray((self.donors @ behaviour.T).T, dtype=np.float32)
+            scores += w * _scaled(behaviour)
+        if w < 1:
+            visual = np.asarray((histories @ self.visual.similarity).todense(), dtype=np.float32)
+            scores += (1 - w) * _scaled(visual)
+        return self.with_tie_break(scores)
 
+    # -- items -------------------------------------------------------------------------------
     def similar_items(self, item_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        row = self._row_blend(self.item_position(item_id))  # sparse: O(neighbours), not O(items)
-        keep = row.data > 0
-        indices, data = row.indices[keep], row.data[keep]
-        order = np.argsort(-data, kind="stable")[:k]
-        return self.item_ids[indices[order]], data[order].astype(np.float32)
+        """Sparse: O(neighbours), not O(items). The scaling is the same as for users, computed over
+        the row's stored entries (the rest of the catalogue scores 0)."""
+        row = self._row_blend(self.item_position(item_id))
+        order = np.argsort(-row.data, kind="stable")
+        indices, data = row.indices[order], row.data[order]
+        keep = indices != self.item_position(item_id)
+        return self.item_ids[indices[keep][:k]], data[keep][:k].astype(np.float32)
 
     def _row_blend(self, position: int) -> sp.csr_matrix:
-        visual = self.visual_part.getrow(position)
-        w, c = self.weight, self.cold_weight
-        if not self.warm[position]:
-            return sp.csr_matrix(c * visual)
-        behaviour = self.behaviour_part.getrow(position)
-        cold_neighbours = visual.copy()
-        cold_neighbours.data = cold_neighbours.data * (~self.warm[cold_neighbours.indices])
-        return sp.csr_matrix(w * behaviour + (1 - w) * visual + (c - (1 - w)) * cold_neighbours)
+        assert self.behaviour is not None and self.visual is not None, "build first"
+        n = len(self.item_ids)
+        w = self.weight
+        behaviour = self.behaviour.similarity.getrow(position)
+        if not self.warm[position] and self.donors.nnz:  # a cold item: its donors' neighbours
+            behaviour = self.donors.getrow(position) @ self.behaviour.similarity
+        if self.donors.nnz:
+            behaviour = behaviour + (behaviour @ self.donors.T)
+        visual = self.visual.similarity.getrow(position)
+        blend = w * _scaled_row(sp.csr_matrix(behaviour), n) + (1 - w) * _scaled_row(visual, n)
+        blend = sp.csr_matrix(blend)
+        blend.eliminate_zeros()
+        return blend
 
 
-def _dense(matrix: sp.spmatrix) -> np.ndarray:
-    return np.asarray(matrix.todense(), dtype=np.float32)
+def visual_donors(visual: sp.csr_matrix, warm: np.ndarray, n: int = DONORS) -> sp.csr_matrix:
+    """Per item: its `n` most similar warm items by image, weights summing to 1."""
+    visual = sp.csr_matrix(visual, dtype=np.float32)
+    to_warm = visual @ sp.diags(warm.astype(np.float32))
+    return _normalise_rows(top_n_per_row(sp.csr_matrix(to_warm), n))
+
+
+def _normalise_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    matrix.data = np.maximum(matrix.data, 0.0)
+    sums = np.asarray(matrix.sum(axis=1)).ravel()
+    scale = np.where(sums > 0, 1.0 / np.maximum(sums, 1e-12), 0.0).astype(np.float32)
+    out = sp.csr_matrix(sp.diags(scale) @ matrix)
+    out.eliminate_zeros()
+    return out
+
+
+def _rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """`matrix` with the rows not in `keep` emptied."""
+    return sp.csr_matrix(sp.diags(keep.astype(np.float32)) @ sp.csr_matrix(matrix), dtype=np.float32)
+
+
+def _scaled(scores: np.ndarray) -> np.ndarray:
+    """Each row divided by its standard deviation over the catalogue (rows with none stay 0)."""
+    std = scores.std(axis=1, keepdims=True)
+    return np.where(std > 1e-12, scores / np.maximum(std, 1e-12), 0.0).astype(np.float32)
+
+
+def _scaled_row(row: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    if row.nnz == 0 or n == 0:
+        return sp.csr_matrix((1, n), dtype=np.float32)
+    data = row.data.astype(np.float64)
+    mean = data.sum() / n
+    std = np.sqrt(max((data * data).sum() / n - mean * mean, 0.0))
+    return sp.csr_matrix(row * (1.0 / std if std > 1e-12 else 0.0), dtype=np.float32)

@@ -30,7 +30,7 @@ async def readyz(state: State) -> JSONBytes:
         return JSONBytes(body, status_code=503)
     return JSONBytes({
         "status": "ready", "version": snapshot.version, "items": len(snapshot),
-        "behaviour": snapshot.has_behaviour, "behaviour_note": snapshot.recommender_error,
+        "behaviour": snapshot.has_behaviour, "behaviour_note": snapshot.answers.behaviour_error,
         "loaded_at": snapshot.loaded_at,
         "reloads": state.reloads, "last_reload_failure": failure,
     })

@@ -11,11 +11,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from recsys.answers import DEFAULT_MODE, K_MAX, Constraints
 from recsys.api import lookup
 from recsys.api.deps import CurrentSnapshot
 from recsys.api.errors import ApiError
 from recsys.api.responses import JSONBytes
-from recsys.api.schemas import K_MAX, ErrorAnswer, ItemsAnswer, ItemSummary, Mode, SimilarAnswer
+from recsys.api.schemas import ErrorAnswer, ItemsAnswer, ItemSummary, Mode, SimilarAnswer
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
@@ -46,13 +47,13 @@ async def similar_items(
     item_id: ItemId,
     snapshot: CurrentSnapshot,
     k: Annotated[int, Query(ge=1, le=K_MAX)] = 10,
-    mode: Mode = "hybrid",
+    mode: Mode = DEFAULT_MODE,
     exclude: Annotated[str | None, Query(max_length=20_000, description="item ids, comma-separated")] = None,
     category: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     """Items most like this one: visual (image cosine), behaviour (co-occurrence) or hybrid."""
-    body = await lookup.similar_answer(snapshot, item_id, k, mode, lookup.parse_exclude(exclude), category,
-                                       request.app.state.limiter)
+    constraints = Constraints.of(lookup.parse_exclude(exclude), category)
+    body = await lookup.similar_answer(snapshot, item_id, k, mode, constraints, request.app.state.limiter)
     return Response(body, media_type="application/json")
 
 

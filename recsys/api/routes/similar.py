@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
+import orjson
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
+from recsys.answers import K_MAX, Constraints
 from recsys.api import lookup
 from recsys.api.deps import AppSettings, CurrentSnapshot
 from recsys.api.errors import ApiError
 from recsys.api.responses import JSONBytes
-from recsys.api.schemas import K_MAX, BatchAnswer, ErrorAnswer, ImageAnswer, SimilarRequest
+from recsys.api.schemas import BatchAnswer, ErrorAnswer, ImageAnswer, SimilarRequest
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 router = APIRouter(prefix="/v1/similar", tags=["similar"])
 
@@ -21,14 +26,14 @@ UPLOAD_PATH = "/v1/similar/image"
 @router.post("", response_model=BatchAnswer, responses={422: {"model": ErrorAnswer}})
 async def similar_many(query: SimilarRequest, request: Request, snapshot: CurrentSnapshot) -> JSONBytes:
     """Similar items for up to 100 item ids, or for one vector of the index's dimension."""
-    exclude = tuple(sorted(set(query.exclude)))
+    constraints = Constraints.of(query.exclude, query.category)
     if query.item_ids is not None:
         body = await anyio.to_thread.run_sync(
-            lookup.batch_by_ids, snapshot, query.item_ids, query.k, query.mode, exclude, query.category,
+            lookup.batch_by_ids, snapshot, query.item_ids, query.k, query.mode, constraints,
             limiter=request.app.state.limiter)
     else:
         body = await anyio.to_thread.run_sync(
-            lookup.batch_by_vector, snapshot, query.vector, query.k, query.mode, exclude, query.category,
+            lookup.batch_by_vector, snapshot, query.vector, query.k, query.mode, constraints,
             limiter=request.app.state.limiter)
     return JSONBytes(body)
 
@@ -59,13 +64,14 @@ async def similar_to_image(
     if vector.shape[1] != snapshot.index.dim:
         raise ApiError(503, f"the model makes {vector.shape[1]}-d vectors but version {snapshot.version} "
                             f"holds {snapshot.index.dim}-d ones", code="model_mismatch")
-    pairs = await anyio.to_thread.run_sync(
-        lambda: lookup.search_vectors(snapshot, vector, k, (), category)[0], limiter=limiter)
+    answer = await anyio.to_thread.run_sync(
+        lambda: snapshot.answers.similar_to_vectors(vector, k, Constraints.of(category=category))[0],
+        limiter=limiter)
     return JSONBytes({"version": snapshot.version, "mode": "visual", "model_id": model_id,
-                      "results": snapshot.results(pairs)})
+                      "results": orjson.Fragment(snapshot.results(answer))})
 
 
-def _decode(data: bytes, max_pixels: int):
+def _decode(data: bytes, max_pixels: int) -> Image.Image:
     from embeddings.errors import ImageError
     from embeddings.images import decode_image
 

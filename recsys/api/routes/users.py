@@ -1,8 +1,8 @@
-"""Personal recommendations, from the behaviour recommender of the serving version."""
+"""Personal recommendations, from the behaviour data of the serving version."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 import orjson
@@ -10,9 +10,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from starlette.responses import Response
 
+from recsys.answers import K_MAX, Constraints
 from recsys.api.deps import CurrentSnapshot
 from recsys.api.errors import ApiError
-from recsys.api.schemas import K_MAX, ErrorAnswer, RecommendationsAnswer
+from recsys.api.schemas import ErrorAnswer, RecommendationsAnswer
 from recsys.api.serving import Snapshot
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
@@ -29,8 +30,8 @@ async def recommendations(
 ) -> Response:
     """Items for this user; an unknown user gets the popular items. 404 when the version holds no
     behaviour data (there is nothing personal, nor popular, to answer with)."""
-    if snapshot.recommender is None:
-        raise ApiError(404, snapshot.recommender_error or "no behaviour data in this version",
+    if not snapshot.has_behaviour:
+        raise ApiError(404, snapshot.answers.behaviour_error or "no behaviour data in this version",
                        code="no_behaviour")
     key = ("user", user_id, k, category)
     body = snapshot.cache.get(key)
@@ -42,9 +43,9 @@ async def recommendations(
 
 
 def _recommend(snapshot: Snapshot, user_id: str, k: int, category: str | None) -> bytes:
-    rows: Any = snapshot.recommender.recommend(user_id, k=k, category=category)
+    answer = snapshot.answers.recommend(user_id, k, Constraints.of(category=category))
     # Each row says where it came from: "personal" for a known user, "popular" for the fallback.
-    sources = {row.get("source") for row in rows}
+    sources = {extra["source"] for extra in answer.extras or ()}
     known = True if "personal" in sources else (False if "popular" in sources else None)
     return orjson.dumps({"user_id": user_id, "version": snapshot.version, "known_user": known,
-                         "results": snapshot.results(rows)})
+                         "results": orjson.Fragment(snapshot.results(answer))})

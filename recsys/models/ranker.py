@@ -1,0 +1,187 @@
+"""A learned second stage: candidates from every source, ranked by LightGBM lambdarank.
+
+Candidates per user: the top `per_source` items of the behaviour scores (cold items scored by
+their donors, hybrid.py), of the visual scores, of popularity, and the newest items (those with
+no events, then the most recently first seen). Each (user, candidate) pair is described by
+FEATURES: each source's score, its score scaled by the source's spread for that user and its rank,
+the candidate's mean and best image similarity to the history, item age, popularity, whether it
+is cold, and how much of the behaviour evidence is recent (scores from recency-weighted against
+plain histories). The model is trained on a validation window (recsys.evaluation), never the test.
+
+Scores: candidates get the model's score; every other item ranks after them (by popularity), so
+`score_histories` keeps the full-catalogue contract of every model.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.models.base import ItemModel, NeighbourModel
+
+log = logging.getLogger(__name__)
+
+# Scores enter scaled per user (z-scores) and as ranks: raw scales drift between the validation
+# window's models and the final ones, fitted on more events.
+FEATURES = ("behaviour_scaled", "behaviour_rank", "borrowed_scaled", "visual_scaled", "visual_rank",
+            "visual_mean", "visual_best", "popularity_rank", "cold", "age_days", "history_length",
+            "behaviour_plain_scaled")
+OFF_LIST = -1e6  # below every model score
+MIN_USERS = 10  # users with a held-out item among their candidates needed to train
+
+
+class RankerModel(ItemModel):
+    kind = "ranker"
+
+    def __init__(self, per_source: int = 50, trees: int = 60, leaves: int = 7, seed: int = 0) -> None:
+        super().__init__()
+        self.per_source, self.trees, self.leaves, self.seed = per_source, trees, leaves, seed
+        self.behaviour: NeighbourModel | None = None
+        self.visual: NeighbourModel | None = None
+        self.donors = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.age_days = np.zeros(0, np.float32)  # days since first event; -1: no events (cold)
+        self.booster: Any = None
+
+    def params(self) -> dict[str, Any]:
+        return {"per_source": self.per_source, "trees": self.trees, "leaves": self.leaves, "seed": self.seed}
+
+    def build(self, behaviour: NeighbourModel, visual: NeighbourModel, donors: sp.csr_matrix,
+              age_days: np.ndarray) -> RankerModel:
+        """The sources to rank over; `donors` as the hybrid's (rows: cold items, weights summing to 1)."""
+        self.behaviour, self.visual = behaviour, visual
+        self.item_ids, self.popularity = behaviour.item_ids, behaviour.popularity
+        self.donors = sp.csr_matrix(donors, dtype=np.float32)
+        self.age_days = np.asarray(age_days, np.float32)
+        return self
+
+    # -- training ------------------------------------------------------------------------------
+    def train(self, histories: sp.csr_matrix, relevant: list[set[int]]) -> RankerModel:
+        """Fit the booster: `histories` are the users' (recency-weighted) histories, `relevant` their
+        held-out item positions."""
+        import lightgbm
+
+        recent = histories
+        users, items, features = self.candidates(recent)
+        labels = np.array([items[i] in relevant[users[i]] for i in range(len(users))], dtype=np.int32)
+        has_positive = np.zeros(recent.shape[0], bool)
+        has_positive[users[labels > 0]] = True
+        keep = has_positive[users]
+        users, labels, features = users[keep], labels[keep], features[keep]
+        groups = np.bincount(users, minlength=recent.shape[0])
+        groups = groups[groups > 0]
+        if len(groups) < MIN_USERS:  # too little to learn from: no booster, the blend serves
+            log.info("ranker: %d users with a positive candidate; not trained", len(groups))
+            self.booster = None
+            return self
+        params = {"objective": "lambdarank", "num_leaves": self.leaves, "learning_rate": 0.05,
+                  "min_data_in_leaf": 50, "bagging_fraction": 0.8, "bagging_freq": 1,
+                  "feature_fraction": 0.8, "seed": self.seed, "num_threads": 1, "verbose": -1,
+                  "deterministic": True, "lambdarank_truncation_level": 20}
+        data = lightgbm.Dataset(features, labels, group=groups, feature_name=list(FEATURES))
+        self.booster = lightgbm.train(params, data, num_boost_round=self.trees)
+        log.info("ranker: %d pairs, %d users with a positive, %d positives", len(labels), len(groups),
+                 int(labels.sum()))
+        return self
+
+    # -- scoring -------------------------------------------------------------------------------
+    def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
+        n_users, n_items = histories.shape
+        scores = np.full((n_users, n_items), OFF_LIST, np.float32)
+        if self.popularity is not None:
+            scores += self.popularity[None, :]
+        users, items, features = self.candidates(histories)
+        if len(users) and self.booster is not None:
+            scores[users, items] = self.booster.predict(features).astype(np.float32)
+        return scores
+
+    def candidates(self, recent: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user rows, item positions, features (pairs, len(FEATURES))) of every candidate pair; the
+        history items themselves are never candidates."""
+        assert self.behaviour is not None and self.visual is not None, "build first"
+        recent = sp.csr_matrix(recent, dtype=np.float32)
+        binary = recent.copy()
+        binary.data[:] = 1.0
+        n_users, n_items = recent.shape
+        behaviour = self.behaviour.score_histories(recent)
+        borrowed = np.asarray((self.donors @ behaviour.T).T, dtype=np.float32) if self.donors.nnz else \
+            np.zeros_like(behaviour)
+        behaviour_all = behaviour + borrowed
+        behaviour_plain = self.behaviour.score_histories(binary)
+        visual = np.asarray((recent @ self.visual.similarity).todense(), dtype=np.float32)
+        visual_sum = np.asarray((binary @ self.visual.similarity).todense(), dtype=np.float32)
+        length = np.asarray(binary.sum(axis=1), dtype=np.float32)  # (users, 1)
+        popularity = self.popularity if self.popularity is not None else np.zeros(n_items, np.float32)
+        cold = (self.age_days < 0).astype(np.float32)
+        seen = binary.tocoo()
+        masked = {}
+        for name, values in (("behaviour", behaviour_all), ("visual", visual),
+                             ("popularity", np.broadcast_to(popularity, (n_users, n_items)).copy()),
+                             ("newest", np.broadcast_to(_newness(self.age_days), (n_users, n_items)).copy())):
+            values = values.copy()
+            values[seen.row, seen.col] = -np.inf
+            masked[name] = values
+        k = min(self.per_source, n_items)
+        chosen = np.zeros((n_users, n_items), bool)
+        for values in masked.values():
+            top = np.argpartition(-values, k - 1, axis=1)[:, :k]
+            np.put_along_axis(chosen, top, True, axis=1)
+        chosen[seen.row, seen.col] = False
+        users, items = np.nonzero(chosen)
+        ranks = {name: _ranks(masked[name]) for name in ("behaviour", "visual", "popularity")}
+        best = self._visual_best(binary, users, items)
+        features = np.column_stack([
+            _scaled(behaviour_all)[users, items], ranks["behaviour"][users, items],
+            _scaled(borrowed)[users, items], _scaled(visual)[users, items], ranks["visual"][users, items],
+            (visual_sum / np.maximum(length, 1.0))[users, items], best, ranks["popularity"][users, items],
+            cold[items], self.age_days[items], length[users, 0], _scaled(behaviour_plain)[users, items],
+        ]).astype(np.float32)
+        return users, items, features
+
+    def _visual_best(self, binary: sp.csr_matrix, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Per pair: the best image similarity between the candidate and any history item."""
+        assert self.visual is not None
+        out = np.zeros(len(users), np.float32)
+        similarity = self.visual.similarity
+        for u in np.unique(users):
+            history = binary.indices[binary.indptr[u]:binary.indptr[u + 1]]
+            if not len(history):
+                continue
+            best = np.asarray(similarity[history].max(axis=0).todense()).ravel()
+            where = users == u
+            out[where] = best[items[where]]
+        return out
+
+    def similar_items(self, item_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """An item as a one-item history."""
+        row = self.history_row({item_id: 1.0})
+        scores = self.score_histories(row)[0]
+        scores[self.item_position(item_id)] = -np.inf
+        return self._top(scores, k)
+
+
+def item_age_days(first_seen: np.ndarray, now: float) -> np.ndarray:
+    """Days from each item's first event to `now`; -1 for items without events (NaN first_seen)."""
+    age = (now - np.asarray(first_seen, np.float64)) / 86400.0
+    return np.where(np.isfinite(age), np.maximum(age, 0.0), -1.0).astype(np.float32)
+
+
+def _newness(age_days: np.ndarray) -> np.ndarray:
+    """Higher for newer items: cold ones first, then by days since first event."""
+    return np.where(age_days < 0, 1e6, -age_days).astype(np.float32)
+
+
+def _scaled(scores: np.ndarray) -> np.ndarray:
+    std = scores.std(axis=1, keepdims=True)
+    mean = scores.mean(axis=1, keepdims=True)
+    return np.where(std > 1e-12, (scores - mean) / np.maximum(std, 1e-12), 0.0).astype(np.float32)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Per row: 0 for the best value, 1 for the next, ..."""
+    order = np.argsort(-values, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(values.shape[1])[None, :].repeat(values.shape[0], 0), axis=1)
+    return ranks.astype(np.float32)
