@@ -12,17 +12,15 @@ folder into a `Backbone`).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embeddings.errors import InputError
+from embeddings.files import atomic_write_json
 from embeddings.names import MODEL_RUNTIMES
 
 if TYPE_CHECKING:
@@ -94,7 +92,7 @@ def write_artifact(
         "fidelity": fidelity or {},
         "files": files,
     }
-    _atomic_write_json(record, out_dir / MODEL_JSON)
+    atomic_write_json(record, out_dir / MODEL_JSON)
     return out_dir
 
 
@@ -102,14 +100,7 @@ def update_fidelity(path: Path, fidelity: dict[str, Any]) -> None:
     """Record measured fidelity in an existing artifact's model.json."""
     record = read_model_json(path)
     record["fidelity"] = fidelity
-    _atomic_write_json(record, Path(path) / MODEL_JSON)
-
-
-def _atomic_write_json(record: dict[str, Any], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model.", suffix=".json")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    atomic_write_json(record, Path(path) / MODEL_JSON)
 
 
 def read_model_json(path: Path) -> dict[str, Any]:
@@ -136,14 +127,6 @@ def read_model_json(path: Path) -> dict[str, Any]:
 def data_config_of(record: dict[str, Any]) -> dict[str, Any]:
     """The timm data config that model.json records (lists back to tuples, as timm gives them)."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in record["data_config"].items()}
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_projection(path: Path, record: dict[str, Any]) -> np.ndarray | None:

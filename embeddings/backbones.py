@@ -21,6 +21,7 @@ import numpy as np
 from embeddings import artifact
 from embeddings.backbone import Backbone
 from embeddings.errors import InputError
+from embeddings.files import file_sha256
 from embeddings.names import DEFAULT_MODEL
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def artifact_backbone(path: Path) -> Backbone:
     runtime = record["engine"]  # model.json's key for the runtime
     model, load_model, hashes = None, None, []
     if runtime == "onnx":
-        hashes.append(artifact.file_sha256(path / files["onnx"]))
+        hashes.append(file_sha256(path / files["onnx"]))
         if "weights" in files:
 
             def load_model() -> torch.nn.Module:

@@ -18,6 +18,7 @@ import numpy as np
 
 from embeddings.backbone import Backbone
 from embeddings.errors import InputError
+from embeddings.files import atomic_write
 from embeddings.names import RUNTIMES
 
 if TYPE_CHECKING:
@@ -64,9 +65,9 @@ def with_runtime(backbone: Backbone, runtime: str, device: str = "auto") -> Back
     path = cache_dir() / f"{backbone.arch}-{backbone.model_id}-{height}x{width}.onnx"
     if not path.is_file():
         log.info("exporting %s to ONNX (once, cached at %s)", backbone.arch, path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        export_onnx(backbone, tmp)
-        os.replace(tmp, path)  # concurrent jobs each write their own tmp; the last rename wins
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Concurrent jobs each write their own temporary file; the last rename wins.
+        atomic_write(path, lambda tmp: export_onnx(backbone, tmp))
     return dataclasses.replace(backbone, extra={**backbone.extra, "onnx_path": str(path)})
 
 
