@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -162,15 +163,15 @@ def thread_batches(dataset: CatalogImages, batches: Iterable[list[int]], workers
         return
     todo = iter(batches)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending = deque(pool.submit(load, rows) for rows in _take(todo, workers * prefetch))
-        while pending:
-            batch = pending.popleft().result()
-            pending.extend(pool.submit(load, rows) for rows in _take(todo, 1))
-            yield batch
-
-
-def _take(iterator: Iterator[list[int]], n: int) -> list[list[int]]:
-    return [rows for _, rows in zip(range(n), iterator)]
+        pending = deque(pool.submit(load, rows) for rows in islice(todo, workers * prefetch))
+        try:
+            while pending:
+                batch = pending.popleft().result()
+                pending.extend(pool.submit(load, rows) for rows in islice(todo, 1))
+                yield batch
+        finally:  # the consumer stopped early: drop the batches not started yet
+            for future in pending:
+                future.cancel()
 
 
 def torch_batches(dataset: CatalogImages, batches: list[list[int]], workers: int) -> Iterable[LoadedBatch]:
