@@ -9,8 +9,8 @@ which is how it is tested where there is no GPU.
 
 from __future__ import annotations
 
-import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,17 +22,10 @@ with warnings.catch_warnings():
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-
-
-def is_jpeg(data: bytes) -> bool:
-    return data[:3] == JPEG_MAGIC
-
-
-def resize_side(data_config: dict[str, Any]) -> int:
-    """The shorter-side resize target of timm's eval transform (input size / crop_pct)."""
-    side = max(data_config["input_size"][1:])
-    return math.floor(side / float(data_config.get("crop_pct") or 1.0))
+from embeddings.errors import ImageError
+from embeddings.images import decode_image
+from embeddings.loader import LoadedBatch
+from embeddings.preprocess import resize_side
 
 
 class TensorPreprocess:
@@ -69,3 +62,37 @@ def decode_jpegs(blobs: list[bytes], preprocess: TensorPreprocess) -> list[torch
             except RuntimeError:
                 images.append(None)
     return [preprocess(image) if image is not None else None for image in images]
+
+
+class DeferredJpegs:
+    """Decodes the JPEGs a batch's workers left undecoded, on the model's device, into its pixels."""
+
+    def __init__(self, data_config: dict[str, Any], device: torch.device,
+                 transform: Callable[[Any], torch.Tensor]) -> None:
+        self.preprocess = TensorPreprocess(data_config, device)
+        self.transform = transform  # the CPU path, for the JPEGs nvJPEG refuses
+
+    def decode_into(self, batch: LoadedBatch) -> None:
+        """Decode the batch's deferred JPEGs and merge them, in row order, with the rest.
+
+        A JPEG that nvJPEG refuses is decoded on the CPU instead; one that nothing can read fails.
+        """
+        device = self.preprocess.device
+        decoded = iter(zip(batch.jpegs, decode_jpegs(batch.jpegs, self.preprocess)))
+        ready = iter(batch.pixels if batch.pixels is not None else [])
+        tensors = []
+        for i, status in enumerate(batch.status):
+            if status == "ok":
+                tensors.append(next(ready).to(device))
+            elif status == "jpeg":
+                blob, tensor = next(decoded)
+                if tensor is None:
+                    try:
+                        tensor = self.transform(decode_image(blob)).to(device)
+                    except ImageError as exc:
+                        batch.status[i], batch.errors[i] = "failed", (exc.error_type, exc.message)
+                        continue
+                batch.status[i] = "ok"
+                tensors.append(tensor)
+        batch.pixels = torch.stack(tensors) if tensors else None
+        batch.jpegs = []

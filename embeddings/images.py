@@ -29,6 +29,11 @@ HTTP_TIMEOUT_S = 10.0
 HTTP_ATTEMPTS = 3  # one try plus two retries, for timeouts, dropped connections, 429 and 5xx
 HTTP_BACKOFF_S = 0.5  # doubled after each failed attempt
 RETRYABLE_HTTP = {408, 429, 500, 502, 503, 504}
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def is_jpeg(data: bytes) -> bool:
+    return data[:3] == JPEG_MAGIC
 
 
 def is_remote(ref: str) -> bool:

@@ -1,31 +1,37 @@
-"""Reading and decoding catalogue images in DataLoader worker processes.
+"""Reading and decoding catalogue images, batch by batch, ahead of the model.
 
-Each item comes back as a tensor ready for the model, or as a failure with its reason, or as
+Each item comes back as pixels ready for the model, or as a failure with its reason, or as
 "reused" when incremental mode found the same image bytes under the same model before. A batch's
 remote images are downloaded several at a time (threads: the wait is network, not CPU). Timings
 of each stage travel with the batch so the run report can say where the time went.
+
+Two ways to run it, one per runtime: `torch_batches` (a torch DataLoader with worker processes,
+tensors in shared memory) and `thread_batches` (a thread pool and numpy arrays: PIL decoding and
+resizing, hashing and numpy release the GIL), which imports no torch.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
-import torch
-from torch.utils.data import Dataset
+import numpy as np
 
 from embeddings.errors import ImageError
-from embeddings.gpu_decode import is_jpeg
 from embeddings.images import (
     HTTP_TIMEOUT_S,
     MAX_PIXELS,
     check_pixels,
     decode_image,
+    is_jpeg,
     is_remote,
     read_image_bytes,
 )
@@ -39,7 +45,7 @@ class LoadedBatch:
 
     rows: list[int]
     shas: list[str]
-    pixels: torch.Tensor | None  # (n_ok, 3, H, W) for rows whose status is "ok", in order
+    pixels: Any  # (n_ok, 3, H, W) array or tensor for rows whose status is "ok", in order; or None
     status: list[str]  # "ok" | "reused" | "failed" | "jpeg" (bytes left for the GPU to decode)
     errors: list[tuple[str, str] | None]
     jpegs: list[bytes] = field(default_factory=list)  # for rows whose status is "jpeg", in order
@@ -55,14 +61,17 @@ def _read(ref: str, timeout: float = HTTP_TIMEOUT_S) -> tuple[bytes | ImageError
     return data, time.perf_counter() - started
 
 
-class CatalogImages(Dataset):
-    """Item `i` of the catalogue: its image bytes read, hashed, decoded and transformed."""
+class CatalogImages:
+    """Item `i` of the catalogue: its image bytes read, hashed, decoded and transformed.
+
+    A map-style dataset (`__len__`, `__getitem__`, `__getitems__`), as torch's DataLoader takes it.
+    """
 
     def __init__(
         self,
         refs: list[str],
         item_ids: list[str],
-        transform: Callable[[Any], torch.Tensor],
+        transform: Callable[[Any], Any],
         *,
         reusable: dict[str, str] | None = None,
         draft_size: tuple[int, int] | None = None,
@@ -123,12 +132,13 @@ class CatalogImages(Dataset):
         return item
 
 
-def collate(items: list[dict[str, Any]]) -> LoadedBatch:
+def collate(items: list[dict[str, Any]], stack: Callable[[list[Any]], Any] = np.stack) -> LoadedBatch:
+    """One `LoadedBatch` of processed items; `stack` joins their pixels (np.stack, or torch.stack)."""
     ok = [item["pixels"] for item in items if item["status"] == "ok"]
     return LoadedBatch(
         rows=[item["row"] for item in items],
         shas=[item["sha"] for item in items],
-        pixels=torch.stack(ok) if ok else None,
+        pixels=stack(ok) if ok else None,
         status=[item["status"] for item in items],
         errors=[item["error"] for item in items],
         jpegs=[item["bytes"] for item in items if item["status"] == "jpeg"],
@@ -139,7 +149,49 @@ def collate(items: list[dict[str, Any]]) -> LoadedBatch:
     )
 
 
-def worker_init(_: int) -> None:
+def thread_batches(dataset: CatalogImages, batches: Iterable[list[int]], workers: int,
+                   prefetch: int = 4) -> Iterator[LoadedBatch]:
+    """The batches in order, each read and decoded by one of `workers` threads (none: inline).
+
+    Up to `workers * prefetch` batches are in flight, so decoding runs ahead of the model.
+    """
+    def load(rows: list[int]) -> LoadedBatch:
+        return collate(dataset.__getitems__(rows))
+
+    if workers < 1:
+        yield from map(load, batches)
+        return
+    todo = iter(batches)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending = deque(pool.submit(load, rows) for rows in islice(todo, workers * prefetch))
+        try:
+            while pending:
+                batch = pending.popleft().result()
+                pending.extend(pool.submit(load, rows) for rows in islice(todo, 1))
+                yield batch
+        finally:  # the consumer stopped early: drop the batches not started yet
+            for future in pending:
+                future.cancel()
+
+
+def torch_batches(dataset: CatalogImages, batches: list[list[int]], workers: int) -> Iterable[LoadedBatch]:
+    """The batches in order through a torch DataLoader: `workers` processes, tensors in shared memory."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=functools.partial(collate, stack=torch.stack),
+        worker_init_fn=_single_threaded if workers else None,
+        prefetch_factor=4 if workers else None,
+    )
+
+
+def _single_threaded(_: int) -> None:
     # Decoding workers are single-threaded; the cores belong to the model in the main process.
+    import torch
+
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"

@@ -1,4 +1,4 @@
-"""`recsys embed --engine ray`: the same embedding set, computed through Ray Data.
+"""The Ray engine (`recsys embed --engine ray`): the same embedding set, computed through Ray Data.
 
 The pipeline has two stages, so CPU-heavy decoding overlaps inference:
 1. `map_batches(decode_batch)`: Ray tasks read the image bytes, hash them, skip unchanged images
@@ -19,16 +19,20 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from embeddings.backbones import Backbone, load_backbone
-from embeddings.engines import make_embedder
+from embeddings.backbone import Backbone
+from embeddings.backbones import load_backbone
+from embeddings.cores import cpu_count
 from embeddings.loader import CatalogImages
-from embeddings.preprocess import build_transform, draft_size
+from embeddings.preprocess import array_transform, draft_size
 from embeddings.runner import EmbedOptions, PartWriter, RunPlan, finish_run, plan_run
-from embeddings.runtime import with_runtime
+from embeddings.runtimes import make_embedder, with_runtime
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ class DecodeBatch:
     def __init__(self, data_config: dict[str, Any], reusable: dict[str, str], draft: tuple[int, int] | None,
                  http_timeout: float) -> None:
         self.data_config = data_config
-        self.transform = build_transform(data_config)  # once per actor, not per batch
+        self.transform = array_transform(data_config)  # once per actor, not per batch; numpy, no torch
         self.reusable = reusable
         self.draft = draft
         self.http_timeout = http_timeout
@@ -52,7 +56,7 @@ class DecodeBatch:
         pixels = np.zeros((len(items), 3, height, width), np.float32)
         for i, item in enumerate(items):
             if item["status"] == "ok":
-                pixels[i] = item["pixels"].numpy()
+                pixels[i] = item["pixels"]
         return {
             "row": batch["row"],
             "sha": np.array([item["sha"] for item in items], dtype=object),
@@ -97,9 +101,10 @@ def _init_ray(address: str | None, num_cpus: int | None) -> None:
                  object_store_memory=1 << 30)
 
 
-def embed_with_ray(catalog, out_dir, backbone: Backbone, options: EmbedOptions, *, runtime: str = "auto",
-                   address: str | None = None, actors: int | None = None, num_cpus: int | None = None,
-                   source: str = "") -> dict[str, Any]:
+def embed_with_ray(catalog: pd.DataFrame, out_dir: Path, backbone: Backbone, options: EmbedOptions, *,
+                   runtime: str = "auto", address: str | None = None, actors: int | None = None,
+                   num_cpus: int | None = None, source: str = "",
+                   on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Embed the catalogue through Ray Data into `out_dir`; returns the run report."""
     import ray
 
@@ -109,8 +114,7 @@ def embed_with_ray(catalog, out_dir, backbone: Backbone, options: EmbedOptions, 
     _init_ray(address, num_cpus)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     device = "cuda" if gpus else "cpu"
-    if backbone.extra.get("onnx_path") is None and runtime != "torch":
-        backbone = with_runtime(backbone, runtime, device)  # export once on the driver, not per actor
+    backbone = with_runtime(backbone, runtime, device)  # an ONNX export happens once, on the driver
     todo_rows = np.concatenate([np.arange(r.start, r.stop) for r in map(plan.slice_rows, plan.todo)]
                                or [np.zeros(0, np.int64)])
     table = catalog.iloc[todo_rows][["item_id", "image"]].assign(row=todo_rows).reset_index(drop=True)
@@ -121,17 +125,18 @@ def embed_with_ray(catalog, out_dir, backbone: Backbone, options: EmbedOptions, 
             "data_config": backbone.data_config, "reusable": plan.reusable_shas,
             "draft": draft_size(backbone.data_config) if options.draft_decode else None,
             "http_timeout": options.http_timeout},
-        batch_size=options.batch_size, concurrency=max(1, (num_cpus or os.cpu_count() or 2) - 1),
+        batch_size=options.batch_size, concurrency=max(1, (num_cpus or cpu_count()) - 1),
     )
     embedded = decoded.map_batches(
         EmbedActor,  # finds the ONNX export the driver cached (per node on a cluster)
         fn_constructor_kwargs={"spec": backbone.spec, "runtime": runtime, "device": device},
         batch_size=options.batch_size, concurrency=pool, num_gpus=1 if gpus else 0,
     )
-    return _drain(plan, embedded, source, device)
+    return _drain(plan, embedded, source, device, on_progress)
 
 
-def _drain(plan: RunPlan, embedded, source: str, device: str) -> dict[str, Any]:
+def _drain(plan: RunPlan, embedded: Any, source: str, device: str,
+           on_progress: Callable[[int], None] | None) -> dict[str, Any]:
     writer = PartWriter(plan)
     seconds = {"read": 0.0, "decode": 0.0, "model": 0.0}
     for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
@@ -143,6 +148,8 @@ def _drain(plan: RunPlan, embedded, source: str, device: str) -> dict[str, Any]:
         seconds["read"] += float(batch["read_s"].sum())
         seconds["decode"] += float(batch["decode_s"].sum())
         seconds["model"] += float(batch["model_s"].sum())
+        if on_progress:
+            on_progress(len(batch["row"]))
     writer.check_complete()
     seconds["write"] = writer.write_seconds
     return finish_run(plan, seconds, source=source, engine="ray", device=device)

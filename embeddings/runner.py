@@ -4,8 +4,10 @@ The catalogue is cut into fixed slices of `part_size` rows; slice N becomes `par
 all its items are done. A rerun with the same catalogue and model into the same folder skips the
 finished slices, so a crash (kill -9 included) loses at most the slices in flight.
 
-`plan_run`, `PartWriter` and `finish_run` are shared by every engine: the local engine below
-(DataLoader decoding workers feeding one model) and the Ray Data engine in `embeddings/ray_engine.py`.
+`plan_run`, `PartWriter` and `finish_run` are shared by both engines: the local engine below
+(decoding workers feeding one model on this machine) and the Ray Data engine in
+`embeddings/ray_engine.py`; `embeddings.engines.embed` picks one. With an ONNX model the local
+engine decodes in threads with PIL and numpy and imports no torch.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,18 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from embeddings import embedding_set as es
-from embeddings.backbones import Backbone
-from embeddings.engines import make_embedder
-from embeddings.errors import ImageError, InputError
-from embeddings.gpu_decode import TensorPreprocess, decode_jpegs
-from embeddings.images import decode_image
-from embeddings.loader import CatalogImages, LoadedBatch, collate, worker_init
+from embeddings.backbone import Backbone
+from embeddings.cores import cpu_count
+from embeddings.errors import InputError
+from embeddings.loader import CatalogImages, thread_batches, torch_batches
 from embeddings.preprocess import draft_size
+from embeddings.runtimes import make_embedder
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +56,13 @@ class EmbedOptions:
     draft_decode: bool = True  # JPEG DCT-scaled decoding when the image is much larger than needed
     http_timeout: float = 10.0  # seconds, for connecting and for each read
     compile: bool = False  # torch.compile the model (torch runtime; pays off on long GPU runs)
-    gpu_decode: bool | None = None  # JPEGs decoded by nvJPEG on the model's device; None: on CUDA only
+    gpu_decode: bool | None = None  # torch runtime: JPEGs decoded by nvJPEG on the device; None: on CUDA
     progress: bool = True
 
 
 def default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """One decoding worker per core beyond the first (at most 8); none on one core."""
+    cores = cpu_count()
     return max(1, min(8, cores - 1)) if cores > 1 else 0
 
 
@@ -214,8 +213,8 @@ class PartWriter:
             raise RuntimeError(f"the engine returned no results for parts {sorted(self.open)}")
 
 
-def finish_run(plan: RunPlan, seconds: dict[str, float], *, source: str = "", engine: str = "local",
-               device: str | None = None) -> dict[str, Any]:
+def finish_run(plan: RunPlan, seconds: dict[str, float], *, device: str, source: str = "",
+               engine: str = "local") -> dict[str, Any]:
     """Count every part, merge failures, apply the failure policy and write the manifest last."""
     options, backbone = plan.options, plan.backbone
     counts = {"total": len(plan.catalog), "computed": 0, "reused": 0, "failed": 0}
@@ -230,7 +229,7 @@ def finish_run(plan: RunPlan, seconds: dict[str, float], *, source: str = "", en
         "format": "recsys-embedding-set/1",
         "model": {"spec": backbone.spec, "arch": backbone.arch, "id": backbone.model_id,
                   "pretrained": bool(backbone.extra.get("pretrained", True))},
-        "runtime": "onnx" if backbone.extra.get("onnx_path") else "torch",
+        "runtime": backbone.runtime,
         "engine": engine,
         "preprocessing": plan.preprocessing,
         "dim": backbone.dim,
@@ -246,8 +245,7 @@ def finish_run(plan: RunPlan, seconds: dict[str, float], *, source: str = "", en
         "source": source,
         "catalog_fingerprint": plan.marker["catalog"],
         "previous": str(options.previous) if options.previous else None,
-        "device": device or ("cuda" if options.device == "auto" and torch.cuda.is_available()
-                             else "cpu" if options.device == "auto" else options.device),
+        "device": device,
         "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
     if failure_rate > options.max_failure_rate:
@@ -267,18 +265,19 @@ def embed_catalog(
     source: str = "",
     on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Embed every catalogue item into `out_dir` on this machine and return the run report.
+    """The local engine: embed every catalogue item into `out_dir` on this machine; returns the report.
 
-    Raises `EmbedFailed` (with the report) when more than `max_failure_rate` of items failed.
+    `backbone` runs on its runtime as it is (see `embeddings.runtimes.with_runtime`). Raises
+    `EmbedFailed` (with the report) when more than `max_failure_rate` of items failed.
     """
     options = options or EmbedOptions()
     plan = plan_run(catalog, out_dir, backbone, options)
     if isinstance(plan, dict):
         return plan
     embedder = make_embedder(backbone, options.device, compile=options.compile)
-    device = getattr(embedder, "device", torch.device("cpu"))
-    gpu_decode = options.gpu_decode if options.gpu_decode is not None else device.type == "cuda"
-    preprocess = TensorPreprocess(backbone.data_config, device) if gpu_decode else None
+    device = str(getattr(embedder, "device", "cpu"))
+    gpu_decode = backbone.runtime == "torch" and (
+        options.gpu_decode if options.gpu_decode is not None else device.startswith("cuda"))
     dataset = CatalogImages(
         catalog["image"].tolist(),
         catalog["item_id"].tolist(),
@@ -292,24 +291,25 @@ def embed_catalog(
     batches = [list(rows[i:i + options.batch_size])
                for rows in map(plan.slice_rows, plan.todo) for i in range(0, len(rows), options.batch_size)]
     workers = default_workers() if options.workers is None else options.workers
-    loader = DataLoader(
-        dataset,
-        batch_sampler=batches,
-        num_workers=workers,
-        collate_fn=collate,
-        worker_init_fn=worker_init if workers else None,
-        prefetch_factor=4 if workers else None,
-    )
+    if backbone.runtime == "onnx":
+        loaded = thread_batches(dataset, batches, workers)
+    else:
+        loaded = torch_batches(dataset, batches, workers)
+    deferred = None
+    if gpu_decode:
+        from embeddings.gpu_decode import DeferredJpegs
+
+        deferred = DeferredJpegs(backbone.data_config, embedder.device, embedder.transform)
     writer = PartWriter(plan)
     seconds = {"read": 0.0, "decode": 0.0, "model": 0.0}
     bar = tqdm(total=len(catalog), initial=plan.resumed_items, unit="img", desc="embed",
                disable=not options.progress)
-    for batch in loader:
+    for batch in loaded:
         seconds["read"] += batch.seconds["read"]
         seconds["decode"] += batch.seconds["decode"]
         tick = time.perf_counter()
         if batch.jpegs:
-            _decode_deferred(batch, preprocess, embedder.transform)
+            deferred.decode_into(batch)
             seconds["decode"] += time.perf_counter() - tick
             tick = time.perf_counter()
         vectors = embedder.embed_tensors(batch.pixels) if batch.pixels is not None else None
@@ -321,29 +321,4 @@ def embed_catalog(
     bar.close()
     writer.check_complete()
     seconds["write"] = writer.write_seconds
-    return finish_run(plan, seconds, source=source, device=str(device))
-
-
-def _decode_deferred(batch: LoadedBatch, preprocess: TensorPreprocess, transform: Callable) -> None:
-    """Decode the batch's deferred JPEGs on the device and merge them, in row order, with the rest.
-
-    A JPEG that nvJPEG refuses is decoded on the CPU instead; one that nothing can read fails.
-    """
-    decoded = iter(zip(batch.jpegs, decode_jpegs(batch.jpegs, preprocess)))
-    ready = iter(batch.pixels if batch.pixels is not None else [])
-    tensors = []
-    for i, status in enumerate(batch.status):
-        if status == "ok":
-            tensors.append(next(ready).to(preprocess.device))
-        elif status == "jpeg":
-            blob, tensor = next(decoded)
-            if tensor is None:
-                try:
-                    tensor = transform(decode_image(blob)).to(preprocess.device)
-                except ImageError as exc:
-                    batch.status[i], batch.errors[i] = "failed", (exc.error_type, exc.message)
-                    continue
-            batch.status[i] = "ok"
-            tensors.append(tensor)
-    batch.pixels = torch.stack(tensors) if tensors else None
-    batch.jpegs = []
+    return finish_run(plan, seconds, source=source, device=device)

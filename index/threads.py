@@ -20,17 +20,12 @@ from contextlib import contextmanager
 
 import faiss
 
+from embeddings.cores import cpu_count
+
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value.strip().isdigit() and int(value) > 0 else default
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def search_threads() -> int:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.backbones import Backbone
+from embeddings.backbone import Backbone
 from embeddings.catalog import read_catalog
 from embeddings.embedding_set import read_embedding_set
 from embeddings.runner import EmbedOptions, embed_catalog

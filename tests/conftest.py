@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embeddings.backbones import Backbone, load_backbone
+from embeddings.backbone import Backbone
+from embeddings.backbones import load_backbone
 
 # Two cores: keep torch from oversubscribing them when pytest runs.
 torch.set_num_threads(2)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from embeddings.backbones import load_backbone
 from embeddings.embedding_set import read_embedding_set
-from embeddings.engines import make_embedder
+from embeddings.runtimes import make_embedder
 from jobs.cli import main
 from tests.imagegen import write_images
 

@@ -14,13 +14,15 @@ import torch.nn.functional as F
 from embeddings.artifact import write_artifact
 from embeddings.backbones import load_backbone
 from embeddings.compress.distill import DistillOptions, distill, distillation_loss
-from embeddings.compress.project import apply_projection, explained_variance, fit_projection
+from embeddings.compress.project import explained_variance, fit_projection
 from embeddings.compress.prune import count_macs, prune_channels
 from embeddings.compress.quantize import quantize_int8
-from embeddings.embedder import Embedder
 from embeddings.errors import InputError
-from embeddings.onnx_engine import OnnxEmbedder, export_onnx
+from embeddings.onnx_export import export_onnx
+from embeddings.onnx_runtime import OnnxEmbedder
 from embeddings.preprocess import build_transform
+from embeddings.torch_runtime import TorchEmbedder
+from embeddings.vectors import project
 from jobs.fixtures.real_photos import augment, real_photos
 from tests.imagegen import product_image
 
@@ -71,7 +73,7 @@ def test_int8_keeps_fidelity_on_real_photos(lite0, photos, tmp_path) -> None:
     assert sum(node.op_type == "QuantizeLinear" for node in graph.node) > 30
     assert fp32.stat().st_size > 2.5 * int8.stat().st_size
     evaluation = [photos[n] for n in names]  # the originals: calibration saw only crops of 8 of them
-    expected = Embedder(lite0, "cpu").embed_images(evaluation)
+    expected = TorchEmbedder(lite0, "cpu").embed_images(evaluation)
     got = OnnxEmbedder(int8, lite0.data_config, lite0.dim).embed_images(evaluation)
     cosines = (expected * got).sum(axis=1)
     print(f"int8 cosine to fp32 on real photos: mean {cosines.mean():.4f} min {cosines.min():.4f}")
@@ -96,11 +98,11 @@ def test_pruning_cuts_macs_keeps_dim_and_round_trips_through_an_artifact(lite0, 
         out = model(x)
     assert out.shape == (2, lite0.dim) and torch.isfinite(out).all()
     folder = write_artifact(tmp_path / "pruned", arch=lite0.arch, data_config=lite0.data_config,
-                            feature_dim=lite0.dim, engine="torch", precision="fp32",
+                            feature_dim=lite0.dim, runtime="torch", precision="fp32",
                             steps=[{"step": "prune", "ratio": 0.25}], teacher={"spec": "t"}, model=model,
                             pruned=True)
     reloaded = load_backbone(str(folder))
-    assert reloaded.dim == lite0.dim and reloaded.extra["engine"] == "torch"
+    assert reloaded.dim == lite0.dim and reloaded.runtime == "torch"
     with torch.no_grad():
         again = reloaded.model(x)
     assert torch.allclose(out, again, atol=1e-5)
@@ -116,7 +118,7 @@ def test_projection_keeps_most_variance_and_checks_dim() -> None:
     projection = fit_projection(vectors.astype(np.float32), 8)
     assert projection.shape == (9, 64)
     assert explained_variance(vectors, projection) > 0.95
-    projected = apply_projection(vectors, projection)
+    projected = project(vectors, projection)
     assert projected.shape == (200, 8) and np.allclose(np.linalg.norm(projected, axis=1), 1, atol=1e-5)
     with pytest.raises(InputError, match="--dim"):
         fit_projection(vectors, 64)

@@ -71,13 +71,13 @@ def test_lite0_sees_the_hidden_styles_and_the_evaluation_runs(tmp_path: Path, li
     and the evaluation report holds every model, overall and on the cold-start slice."""
     from PIL import Image
 
-    from embeddings.embedder import Embedder
+    from embeddings.torch_runtime import TorchEmbedder
     from recsys.evaluation import VisualVectors, evaluate
 
     data = generate(tmp_path, DemoConfig(n_items=36, n_users=60, days=30, late_days=8))
     catalog = pd.read_csv(data.catalog)
     images = [Image.open(tmp_path / p).convert("RGB") for p in catalog.image]
-    vectors = Embedder(lite0, device="cpu").embed_images(images)
+    vectors = TorchEmbedder(lite0, device="cpu").embed_images(images)
     attributes = pd.read_csv(data.attributes).set_index("item_id").loc[catalog.item_id]
     sims = vectors @ vectors.T
     np.fill_diagonal(sims, -1)

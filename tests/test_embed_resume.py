@@ -14,7 +14,7 @@ import pytest
 from embeddings.catalog import catalog_from_folder
 from embeddings.embedding_set import read_embedding_set
 from embeddings.runner import EmbedOptions, embed_catalog
-from embeddings.runtime import with_runtime
+from embeddings.runtimes import with_runtime
 from jobs.cli import main
 from tests.imagegen import product_image, write_images
 

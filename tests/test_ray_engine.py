@@ -8,8 +8,8 @@ import ray
 
 from embeddings.catalog import catalog_from_folder
 from embeddings.embedding_set import read_embedding_set
-from embeddings.runner import EmbedOptions, embed_catalog
-from embeddings.runtime import with_runtime
+from embeddings.engines import embed
+from embeddings.runner import EmbedOptions
 from tests.imagegen import write_images
 
 
@@ -22,17 +22,15 @@ def local_ray():
 
 
 def test_ray_engine_matches_local_engine_and_resumes(tmp_path, lite0, local_ray) -> None:
-    from embeddings.ray_engine import embed_with_ray
-
     images = tmp_path / "images"
     write_images(images, 40)
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     catalog = catalog_from_folder(images)
     options = EmbedOptions(batch_size=8, part_size=10, workers=0, progress=False, max_failure_rate=0.1)
-    report = embed_with_ray(catalog, tmp_path / "ray", lite0, options, runtime="onnx")
+    report = embed(catalog, tmp_path / "ray", lite0, options, engine="ray", runtime="onnx")
     assert report["engine"] == "ray"
     assert report["counts"] == {"total": 41, "computed": 40, "reused": 0, "failed": 1}
-    embed_catalog(catalog, tmp_path / "local", with_runtime(lite0, "onnx", "cpu"), options)
+    embed(catalog, tmp_path / "local", lite0, options, engine="local", runtime="onnx")
 
     remote, local = read_embedding_set(tmp_path / "ray"), read_embedding_set(tmp_path / "local")
     assert remote.item_ids.tolist() == local.item_ids.tolist()
@@ -46,7 +44,7 @@ def test_ray_engine_matches_local_engine_and_resumes(tmp_path, lite0, local_ray)
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name != lost}
     (out / lost).unlink()
     (out / "embedding_set.json").unlink()
-    again = embed_with_ray(catalog, out, lite0, options, runtime="onnx")
+    again = embed(catalog, out, lite0, options, engine="ray", runtime="onnx")
     assert again["counts"] == report["counts"]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet") if p.name != lost} == kept
     resumed = read_embedding_set(out)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from embeddings.backbones import bundled_weights_path, load_classifier
 from embeddings.preprocess import build_transform
+from embeddings.timm_models import bundled_weights_path, load_classifier
 from jobs.fixtures.real_photos import real_photo
 
 TABBY, TIGER_CAT, PERSIAN, SIAMESE, EGYPTIAN = 281, 282, 283, 284, 285

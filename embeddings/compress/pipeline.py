@@ -22,17 +22,19 @@ import timm
 import torch
 
 from embeddings.artifact import update_fidelity, write_artifact
-from embeddings.backbones import Backbone, load_backbone
+from embeddings.backbone import Backbone
+from embeddings.backbones import load_backbone
 from embeddings.compress import report as rep
 from embeddings.compress.distill import DistillOptions, distill
 from embeddings.compress.project import explained_variance, fit_projection
 from embeddings.compress.prune import count_macs, prune_channels
 from embeddings.compress.quantize import PRECISIONS, cast_weights, quantize_int8
-from embeddings.engines import make_embedder
 from embeddings.errors import ImageError, InputError
 from embeddings.images import decode_image, read_image_bytes
-from embeddings.onnx_engine import OnnxEmbedder, export_module
+from embeddings.onnx_export import export_module
+from embeddings.onnx_runtime import OnnxEmbedder
 from embeddings.preprocess import build_transform
+from embeddings.runtimes import make_embedder
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,8 @@ def split(n: int, options: CompressOptions) -> tuple[np.ndarray, np.ndarray]:
 def build_student(teacher: Backbone, options: CompressOptions) -> tuple[torch.nn.Module, dict, str, str]:
     """(model, data config, arch, how it was initialised) for the requested student."""
     if not options.student:
-        return copy.deepcopy(teacher.model), dict(teacher.data_config), teacher.arch, "teacher weights"
+        model = copy.deepcopy(teacher.torch_model())
+        return model, dict(teacher.data_config), teacher.arch, "teacher weights"
     arch, size = parse_student(options.student)
     try:
         model = timm.create_model(arch, pretrained=False, num_classes=0)
@@ -125,14 +128,15 @@ def build_student(teacher: Backbone, options: CompressOptions) -> tuple[torch.nn
         raise InputError(f"--student {options.student!r}: unknown architecture ({exc})") from None
     config = dict(teacher.data_config)
     source = "teacher weights"
-    teacher_state = teacher.model.state_dict()
+    teacher_state = teacher.torch_model().state_dict()
     shapes = [tuple(v.shape) for v in model.state_dict().values()]
     if shapes == [tuple(v.shape) for v in teacher_state.values()]:
         # Same shapes (another padding, a lower resolution): start from the teacher's own weights.
         model.load_state_dict(dict(zip(model.state_dict(), teacher_state.values())))
     else:
         pretrained = load_backbone(arch)
-        model, config, source = pretrained.model, dict(pretrained.data_config), "own pretrained weights"
+        model, config = pretrained.torch_model(), dict(pretrained.data_config)
+        source = "own pretrained weights"
     if size:
         config["input_size"] = (3, size, size)
     return model.eval(), config, arch, source
@@ -177,18 +181,18 @@ def compress(
         shutil.rmtree(variants_dir)
     variants_dir.mkdir(parents=True)
     teacher_record = {"spec": teacher_spec, "arch": teacher.arch, "id": teacher.model_id}
-    teacher_macs, teacher_params = count_macs(teacher.model, teacher.data_config["input_size"])
+    teacher_macs, teacher_params = count_macs(teacher.torch_model(), teacher.data_config["input_size"])
     plan: list[dict[str, Any]] = [{"name": "teacher fp32 torch", "path": teacher_spec, "backbone": teacher,
                                    "gmacs": teacher_macs / 1e9, "params_m": teacher_params / 1e6}]
 
     def add(name: str, folder: Path, macs: tuple[int, int]) -> None:
         plan.append({"name": name, "path": folder, "gmacs": macs[0] / 1e9, "params_m": macs[1] / 1e6})
 
-    teacher_onnx = export_module(teacher.model, teacher.data_config["input_size"],
+    teacher_onnx = export_module(teacher.torch_model(), teacher.data_config["input_size"],
                                  variants_dir / "teacher.onnx")
     write_artifact(variants_dir / "teacher-fp32-onnx", arch=teacher.arch, data_config=teacher.data_config,
-                   feature_dim=teacher.dim, engine="onnx", precision="fp32", steps=[], teacher=teacher_record,
-                   onnx_file=teacher_onnx)
+                   feature_dim=teacher.dim, runtime="onnx", precision="fp32", steps=[],
+                   teacher=teacher_record, onnx_file=teacher_onnx)
     add("teacher fp32 onnx", variants_dir / "teacher-fp32-onnx", (teacher_macs, teacher_params))
 
     model, config, arch, source = build_student(teacher, options)
@@ -216,7 +220,7 @@ def compress(
         fp32_onnx = export_module(model, config["input_size"], variants_dir / f"{name}.onnx")
         label = f"{name} fp32" + (f" ({result.steps} distill steps)" if result else " (not distilled)")
         write_artifact(variants_dir / f"{name}-fp32", arch=arch, data_config=config, feature_dim=teacher.dim,
-                       engine="onnx", precision="fp32", steps=list(steps), teacher=teacher_record,
+                       runtime="onnx", precision="fp32", steps=list(steps), teacher=teacher_record,
                        model=model, onnx_file=fp32_onnx, pruned=pruned)
         add(label, variants_dir / f"{name}-fp32", macs)
     last = plan[-1]["path"]
@@ -230,7 +234,7 @@ def compress(
                           "weights": "per-channel int8", "activations": "uint8",
                           "calibration": options.calibration_method, "calibration_images": len(calibration)})
             folder = variants_dir / f"{label}-int8"
-            write_artifact(folder, arch=arch, data_config=config, feature_dim=teacher.dim, engine="onnx",
+            write_artifact(folder, arch=arch, data_config=config, feature_dim=teacher.dim, runtime="onnx",
                            precision="int8", steps=steps, teacher=teacher_record, onnx_file=int8)
             return folder
 
@@ -240,9 +244,9 @@ def compress(
         last = int8_variant(fp32_onnx, name, arch, config, steps)
         add(f"{name} int8", last, macs)
     elif options.quantize in ("fp16", "bf16"):
-        steps.append({"step": "quantize", "precision": options.quantize, "for": "GPUs (torch engine)"})
+        steps.append({"step": "quantize", "precision": options.quantize, "for": "GPUs (torch runtime)"})
         last = variants_dir / f"{name}-{options.quantize}"
-        write_artifact(last, arch=arch, data_config=config, feature_dim=teacher.dim, engine="torch",
+        write_artifact(last, arch=arch, data_config=config, feature_dim=teacher.dim, runtime="torch",
                        precision=options.quantize, steps=list(steps), teacher=teacher_record,
                        model=cast_weights(copy.deepcopy(model), options.quantize), pruned=pruned)
         add(f"{name} {options.quantize}", last, macs)
@@ -257,7 +261,7 @@ def compress(
         folder = variants_dir / f"{name}-{precision}-pca{options.dim}"
         onnx_file = Path(last) / "model.onnx" if (Path(last) / "model.onnx").is_file() else None
         write_artifact(folder, arch=arch, data_config=config, feature_dim=teacher.dim,
-                       engine="onnx" if onnx_file else "torch", precision=precision, steps=list(steps),
+                       runtime="onnx" if onnx_file else "torch", precision=precision, steps=list(steps),
                        teacher=teacher_record, onnx_file=onnx_file,
                        model=None if onnx_file else model, projection=projection, pruned=pruned)
         add(f"{name} {precision} pca{options.dim}", folder, macs)
@@ -287,12 +291,12 @@ def evaluate(entry: dict[str, Any], eval_catalog: pd.DataFrame, teacher_entry: d
     """Measure one variant against the teacher (whose measurements come first and are cached)."""
     backbone = entry.get("backbone") or load_backbone(str(entry["path"]))
     embedder = make_embedder(backbone, "cpu")
-    batch = _preprocessed_catalog(eval_catalog, embedder.transform, 32)
+    batch = embedder.preprocess([decode_image(read_image_bytes(ref)) for ref in eval_catalog["image"][:32]])
     vectors, ids, e2e = rep.end_to_end(eval_catalog, backbone)
     row = {
         "name": entry["name"],
         "path": str(entry["path"]),
-        "engine": backbone.extra.get("engine", "torch"),
+        "runtime": backbone.runtime,
         "precision": backbone.extra.get("precision", "fp32"),
         "input": int(backbone.data_config["input_size"][-1]),
         "dim": backbone.dim,
@@ -317,10 +321,3 @@ def evaluate(entry: dict[str, Any], eval_catalog: pd.DataFrame, teacher_entry: d
                                                            near_duplicates.queries)
     log.info("variant %s: %s", entry["name"], {k: v for k, v in row.items() if k not in ("name", "path")})
     return row
-
-
-def _preprocessed_catalog(catalog: pd.DataFrame, transform: Callable, n: int) -> torch.Tensor:
-    tensors = []
-    for ref in catalog["image"][:n]:
-        tensors.append(transform(decode_image(read_image_bytes(ref))))
-    return torch.stack(tensors)

@@ -1,6 +1,7 @@
 """PCA projection of unit vectors to fewer dimensions, stored as `projection.npy` in an artifact.
 
-The layout is row 0 the centring mean, rows 1.. the principal axes (`embeddings.artifact`).
+The layout is row 0 the centring mean, rows 1.. the principal axes (`embeddings.artifact`);
+`embeddings.vectors.project` applies it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,6 @@ def fit_projection(vectors: np.ndarray, dim: int) -> np.ndarray:
     # SVD of the centred data: the rows of vt are the principal axes, strongest first.
     _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
     return np.vstack([mean[None, :], vt[:dim]]).astype(np.float32)
-
-
-def apply_projection(vectors: np.ndarray, projection: np.ndarray) -> np.ndarray:
-    """Project unit vectors and normalise them again (what the engines do at run time)."""
-    projected = (vectors - projection[0]) @ projection[1:].T
-    norms = np.linalg.norm(projected, axis=1, keepdims=True)
-    return (projected / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def explained_variance(vectors: np.ndarray, projection: np.ndarray) -> float:

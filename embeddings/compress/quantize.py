@@ -32,7 +32,7 @@ from onnxruntime.quantization import (
 
 from embeddings.errors import InputError
 from embeddings.names import QUANTIZE_PRECISIONS
-from embeddings.onnx_engine import INPUT_NAME
+from embeddings.onnx_runtime import INPUT_NAME
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def quantize_int8(
 
 
 def cast_weights(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """fp16 or bf16 weights for GPUs (the torch engine autocasts there); fp32 for `none`."""
+    """fp16 or bf16 weights for GPUs (the torch runtime autocasts there); fp32 for `none`."""
     dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16, "none": torch.float32}
     if precision not in dtypes:
         raise InputError(f"--quantize {precision!r}: expected one of {', '.join(PRECISIONS)}")

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from embeddings.embedding_set import read_embedding_set
 
@@ -53,7 +52,7 @@ def near_duplicate_recall(vectors: np.ndarray, labels: np.ndarray, queries: np.n
     return float(np.mean(recalls))
 
 
-def model_throughput(embedder: Any, batch: torch.Tensor, min_images: int = 96) -> float:
+def model_throughput(embedder: Any, batch: Any, min_images: int = 96) -> float:
     """Images per second of the model alone on a preprocessed batch (after one warm-up call)."""
     embedder.embed_tensors(batch[:2])
     done, started = 0, time.perf_counter()
@@ -86,7 +85,7 @@ def directory_size(path: Path) -> int:
 
 COLUMNS = [
     ("name", "variant", "{}"),
-    ("engine", "engine", "{}"),
+    ("runtime", "runtime", "{}"),
     ("precision", "precision", "{}"),
     ("input", "input px", "{}"),
     ("dim", "dim", "{}"),

@@ -68,12 +68,12 @@ def naive_loop(paths: list[Path], model_spec: str, out: Path) -> dict:
     import torch
 
     from embeddings.backbones import load_backbone
-    from embeddings.embedder import l2_normalize
     from embeddings.preprocess import build_transform
+    from embeddings.vectors import l2_normalize
 
     backbone = load_backbone(model_spec)
     transform = build_transform(backbone.data_config)
-    model = backbone.model.eval()
+    model = backbone.torch_model().eval()
     started = time.perf_counter()
     vectors = []
     with torch.inference_mode():
@@ -90,7 +90,7 @@ def the_job(paths: list[Path], args: argparse.Namespace, out: Path) -> dict:
 
     from embeddings.backbones import load_backbone
     from embeddings.runner import EmbedOptions, embed_catalog
-    from embeddings.runtime import with_runtime
+    from embeddings.runtimes import with_runtime
 
     backbone = load_backbone(args.model)
     tick = time.perf_counter()

@@ -23,6 +23,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from embeddings.cores import cpu_count
 from jobs.bench.markdown import write_section
 from jobs.errors import UsageError
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     command = "recsys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     parts = [f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {platform.machine()} with "
-             f"{_cores()} cores (load average {load:.1f} at the start: the cores are shared, so times are "
+             f"{cpu_count()} cores (load average {load:.1f} at the start: the cores are shared, so times are "
              f"upper bounds). Command: `{command}`", ""]
     if args.scale:  # first, so that the peak memory is this fit's own
         parts += _scale(args.scale)
@@ -274,7 +275,3 @@ def _floats(raw: str) -> list[float]:
     if not values or any(not 0 <= v <= 1 for v in values):
         raise UsageError(f"--looks {raw!r}: every value must lie in [0, 1]")
     return values
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from embeddings.names import DEFAULT_MODEL, RUNTIMES
+from embeddings.names import DEFAULT_MODEL, ENGINES, RUNTIMES
 from jobs.errors import JobFailed, UsageError
 
 
@@ -19,10 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="timm name, checkpoint or artifact folder")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores - 1)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decoding workers: processes (torch), threads (onnxruntime); default cores - 1")
     parser.add_argument("--previous", type=Path, default=None,
                         help="an earlier embedding set: unchanged images reuse its vectors")
-    parser.add_argument("--engine", default="local", choices=["local", "ray"],
+    parser.add_argument("--engine", default="local", choices=list(ENGINES),
                         help="ray: Ray Data (local instance, or RAY_ADDRESS / --ray-address)")
     parser.add_argument("--ray-address", default=None, help="a Ray cluster to run on (default: RAY_ADDRESS)")
     parser.add_argument("--ray-actors", type=int, default=None,
@@ -37,11 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here so that the rest of the command line does not pay for torch.
-    from embeddings.backbones import load_backbone
+    # Imported here so that the rest of the command line does not pay for them; torch and timm load
+    # only if the model needs them (an ONNX artifact on the CPU does not).
     from embeddings.catalog import catalog_from_folder, read_catalog
-    from embeddings.runner import EmbedFailed, EmbedOptions, embed_catalog
-    from embeddings.runtime import with_runtime
+    from embeddings.engines import embed
+    from embeddings.runner import EmbedFailed, EmbedOptions
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
@@ -50,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.max_failure_rate <= 1.0:
         raise UsageError(f"--max-failure-rate must be between 0 and 1, not {args.max_failure_rate}")
     catalog = read_catalog(args.catalog) if args.catalog else catalog_from_folder(args.images)
-    backbone = load_backbone(args.model)
     options = EmbedOptions(
         batch_size=args.batch_size,
         workers=args.workers,
@@ -63,14 +63,8 @@ def run(args: argparse.Namespace) -> int:
     )
     source = str(args.catalog or args.images)
     try:
-        if args.engine == "ray":
-            from embeddings.ray_engine import embed_with_ray
-
-            report = embed_with_ray(catalog, args.out, backbone, options, runtime=args.runtime,
-                                    address=args.ray_address, actors=args.ray_actors, source=source)
-        else:
-            backbone = with_runtime(backbone, args.runtime, args.device)
-            report = embed_catalog(catalog, args.out, backbone, options, source=source)
+        report = embed(catalog, args.out, args.model, options, engine=args.engine, runtime=args.runtime,
+                       source=source, ray_address=args.ray_address, ray_actors=args.ray_actors)
     except EmbedFailed as exc:
         print(json.dumps(exc.report["counts"]))
         raise JobFailed(str(exc)) from None

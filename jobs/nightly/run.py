@@ -209,26 +209,17 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
 def _embed(config: NightlyConfig, catalog: pd.DataFrame, embed_dir: Path, state: dict[str, Any],
            info: dict[str, Any]) -> dict[str, Any]:
     """The run's embedding set, reusing the last good run's vectors of unchanged images."""
-    from embeddings.backbones import load_backbone
-    from embeddings.runner import EmbedFailed, EmbedOptions, embed_catalog
-    from embeddings.runtime import with_runtime
+    from embeddings.engines import embed
+    from embeddings.runner import EmbedFailed, EmbedOptions
 
     previous = (state.get("last_good") or {}).get("embeddings")
     previous_dir = Path(previous) if previous and (Path(previous) / EMBEDDING_MANIFEST).is_file() else None
     options = EmbedOptions(batch_size=config.batch_size, workers=config.workers, device=config.device,
                            part_size=config.part_size, max_failure_rate=config.max_failure_rate,
                            previous=previous_dir, progress=False)
-    backbone = load_backbone(config.model)
-    source = str(config.catalog or config.images)
     try:
-        if config.engine == "ray":
-            from embeddings.ray_engine import embed_with_ray
-
-            manifest = embed_with_ray(catalog, embed_dir, backbone, options, runtime=config.runtime,
-                                      source=source)
-        else:
-            backbone = with_runtime(backbone, config.runtime, config.device)
-            manifest = embed_catalog(catalog, embed_dir, backbone, options, source=source)
+        manifest = embed(catalog, embed_dir, config.model, options, engine=config.engine,
+                         runtime=config.runtime, source=str(config.catalog or config.images))
     except EmbedFailed as exc:  # the failure-rate gate below reads the same report
         manifest = exc.report
     info.update(manifest["counts"])

@@ -39,8 +39,8 @@ class UploadEmbedder:
         import torch
 
         from embeddings.backbones import load_backbone
-        from embeddings.engines import make_embedder
         from embeddings.errors import InputError
+        from embeddings.runtimes import make_embedder
 
         torch.set_num_threads(self.threads)  # searches share the cores; no OpenMP oversubscription
 
@@ -57,7 +57,7 @@ class UploadEmbedder:
                 if model_id and backbone.model_id != model_id:
                     raise ApiError(503, f"model {spec!r} here has id {backbone.model_id} but the index "
                                         f"was made with {model_id}", code="model_mismatch")
-                # The model's own engine: onnxruntime for ONNX artifacts (int8 too), torch otherwise.
+                # The model's own runtime: onnxruntime for ONNX artifacts (int8 too), torch otherwise.
                 embedder = self._embedders[key] = (make_embedder(backbone, "cpu", self.threads),
                                                    backbone.model_id)
             return embedder
@@ -65,6 +65,6 @@ class UploadEmbedder:
     def embed(self, meta: dict[str, Any], image: Any) -> tuple[np.ndarray, str]:
         """(1, dim) unit vector for one RGB image, and the model id that made it."""
         embedder, model_id = self.embedder_for(meta)
-        with self._lock:  # one forward pass at a time: the engine already uses the compute threads
+        with self._lock:  # one forward pass at a time: the runtime already uses the compute threads
             vector = embedder.embed_images([image])
         return vector, model_id

@@ -1,4 +1,4 @@
-"""Run a backbone on batches: device choice, autocast and channels_last on GPUs, unit vectors out."""
+"""The torch runtime: a backbone on batches; device choice, autocast and channels_last on GPUs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embeddings.backbones import Backbone
+from embeddings.backbone import Backbone
 from embeddings.errors import InputError
 from embeddings.preprocess import build_transform
+from embeddings.vectors import l2_normalize
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +28,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-class Embedder:
+class TorchEmbedder:
     """Turns preprocessed image tensors (or PIL images) into L2-normalised float32 vectors."""
 
     def __init__(self, backbone: Backbone, device: str = "auto", *, compile: bool = False) -> None:
         self.backbone = backbone
         self.device = resolve_device(device)
         self.transform = build_transform(backbone.data_config)
-        model = backbone.model.eval().to(self.device)
+        model = backbone.torch_model().eval().to(self.device)
         if self.device.type == "cuda":
             # channels_last feeds the tensor cores; autocast below picks bf16 where supported.
             model = model.to(memory_format=torch.channels_last)
@@ -54,8 +50,10 @@ class Embedder:
         return self.backbone.dim
 
     @torch.inference_mode()
-    def embed_tensors(self, batch: torch.Tensor) -> np.ndarray:
+    def embed_tensors(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
         """A (n, 3, H, W) batch, already preprocessed, to (n, dim) unit vectors."""
+        if isinstance(batch, np.ndarray):
+            batch = torch.from_numpy(batch)
         if self.device.type == "cuda":
             if batch.device != self.device:  # already there when the GPU decoded the JPEGs
                 batch = batch.pin_memory().to(self.device, non_blocking=True)
@@ -66,8 +64,12 @@ class Embedder:
             features = self.model(batch)
         return l2_normalize(features.float().cpu().numpy())
 
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """RGB PIL images to one preprocessed (n, 3, H, W) batch."""
+        return torch.stack([self.transform(image) for image in images])
+
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """RGB PIL images to (n, dim) unit vectors, with the backbone's own preprocessing."""
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        return self.embed_tensors(torch.stack([self.transform(image) for image in images]))
+        return self.embed_tensors(self.preprocess(images))

@@ -1,4 +1,4 @@
-"""Export a backbone to ONNX and run it with onnxruntime on the CPU.
+"""Export a torch backbone to an ONNX file that onnxruntime runs fast on the CPU.
 
 The export uses a fixed spatial size: TF "same" padding (timm's `Conv2dSame`, used by the `tf_`
 models) is computed for that size once and folded into each Conv's own `pads`. A dynamic-shape
@@ -10,34 +10,23 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from PIL import Image
 from timm.layers import Conv2dSame
 from timm.layers.padding import get_same_padding
 
-from embeddings.embedder import l2_normalize
-from embeddings.errors import InputError
-from embeddings.preprocess import build_transform
+from embeddings.backbone import Backbone
+from embeddings.onnx_runtime import INPUT_NAME, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "pixels"
-OUTPUT_NAME = "features"
 OPSET = 17
-
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def with_static_padding(model: torch.nn.Module, input_size: Sequence[int]) -> torch.nn.Module:
@@ -102,60 +91,7 @@ def export_module(model: torch.nn.Module, input_size: Sequence[int], path: Path,
     return path
 
 
-def export_onnx(backbone: Any, path: Path, *, batch_dynamic: bool = True) -> Path:
-    """Export a `Backbone` (its `.model` at its data config's input size) to an ONNX file."""
+def export_onnx(backbone: Backbone, path: Path, *, batch_dynamic: bool = True) -> Path:
+    """Export a `Backbone` (its torch model at its data config's input size) to an ONNX file."""
     input_size = backbone.data_config["input_size"]
-    return export_module(backbone.model, input_size, path, batch_dynamic=batch_dynamic)
-
-
-def make_session(onnx_path: Path, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU session with all graph optimisations and intra-op threads sized to the cores."""
-    if not Path(onnx_path).is_file():
-        raise InputError(f"{onnx_path}: ONNX model file not found")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or available_cores()
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-
-class OnnxEmbedder:
-    """The `embeddings.embedder.Embedder` surface over an onnxruntime session.
-
-    `projection` (dim_in, dim_out) and `mean`, when given, map the unit vectors to fewer dimensions
-    (PCA fit on unit vectors), which are normalised again.
-    """
-
-    def __init__(self, onnx_path: Path, data_config: dict[str, Any], dim: int, threads: int | None = None,
-                 *, projection: np.ndarray | None = None, mean: np.ndarray | None = None) -> None:
-        self.onnx_path = Path(onnx_path)
-        self.session = make_session(self.onnx_path, threads)
-        self.transform = build_transform(data_config)
-        self.data_config = data_config
-        self.projection = projection
-        self.mean = mean
-        self._dim = dim
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def features(self, batch: np.ndarray) -> np.ndarray:
-        """Raw pooled features (not normalised) of a preprocessed float32 (n, 3, H, W) batch."""
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, np.float32)})[0]
-
-    def embed_tensors(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
-        """A (n, 3, H, W) batch, already preprocessed, to (n, dim) unit vectors."""
-        array = batch.numpy() if isinstance(batch, torch.Tensor) else batch
-        if len(array) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        vectors = l2_normalize(self.features(array))
-        if self.projection is not None:
-            vectors = l2_normalize((vectors - self.mean) @ self.projection)
-        return vectors
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """RGB PIL images to (n, dim) unit vectors, with the model's own preprocessing."""
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return self.embed_tensors(torch.stack([self.transform(image) for image in images]))
+    return export_module(backbone.torch_model(), input_size, path, batch_dynamic=batch_dynamic)
