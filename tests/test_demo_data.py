@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.backbones import Backbone
+from embeddings.backbone import Backbone
 from embeddings.catalog import read_catalog
 from jobs.demo.data import DemoConfig, DemoData, draw_item, generate
 from recsys.events import load_events
