@@ -1,3 +1,5 @@
+"""`python -m jobs`: the `recsys` command line."""
+
 from jobs.cli import main
 
 raise SystemExit(main())
