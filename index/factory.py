@@ -1,14 +1,16 @@
 """Choosing a FAISS index for a catalogue's size under a memory budget (the `--factory auto` rule).
 
 - Exact `Flat` while a brute-force query stays cheap (n x dim up to FLAT_MAX_COST multiply-adds,
-  about a quarter of a millisecond on one core).
+  about a quarter of a millisecond on one core) and the vectors fit the budget.
 - `HNSW32,Flat` when its graph and full vectors fit the budget: the fastest index at high recall.
 - `IVF{nlist},Flat` when the full vectors fit but the graph does not.
 - `OPQ{m}_{d},IVF{nlist},PQ{m}np` (m bytes a vector) when the full vectors do not fit; below
   OPQ_MIN_ITEMS items the OPQ rotation is left out (its training then costs far more than the
   whole rest of the build, and small sets only get here under a tiny --memory-budget). `np`: no
   polysemous training, a slow annealing step that only serves Hamming-distance filtering, which we
-  do not use.
+  do not use. PQ needs m to divide the dimension: OPQ outputs a multiple of m; without OPQ, a
+  dimension m does not divide is first padded by a random rotation (`RR{d}`, which keeps inner
+  products). PQ codes need PQ_MIN_TRAIN vectors to train (256 centroids a sub-quantizer).
 nlist is sized to the set, about 4 x sqrt(n) rounded to a power of two, with at least 39 training
 points per list (FAISS's k-means minimum).
 Any FAISS factory string can be given instead of "auto"; the metric is always inner product on
@@ -29,6 +31,7 @@ HNSW_EF_CONSTRUCTION = 80
 ID_OVERHEAD = 48  # bytes an item: IDMap2 id array and its reverse hash map
 PQ_BYTES = (64, 48, 32, 16, 8)
 OPQ_MIN_ITEMS = 65_536
+PQ_MIN_TRAIN = 256
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
@@ -79,7 +82,7 @@ def choose_factory(n: int, dim: int, memory_budget: int | None = None,
                    flat_max_cost: int = FLAT_MAX_COST) -> tuple[str, str]:
     """(FAISS factory string, the reason in words) for n vectors of dim under the budget."""
     budget = memory_budget if memory_budget is not None else default_memory_budget()
-    if n * dim <= flat_max_cost:
+    if n * dim <= flat_max_cost and estimate_memory("flat", n, dim) <= budget:
         return "Flat", f"{n} x {dim} is small enough for exact search"
     if estimate_memory("hnsw", n, dim) <= budget:
         return f"HNSW{HNSW_M},Flat", f"HNSW fits the memory budget ({_gib(budget)})"
@@ -88,14 +91,26 @@ def choose_factory(n: int, dim: int, memory_budget: int | None = None,
         return f"IVF{nlist},Flat", f"full vectors fit the budget ({_gib(budget)}) but the HNSW graph does not"
     for m in PQ_BYTES:
         if m <= dim and estimate_memory("ivf_pq", n, dim, m) <= budget:
-            d_out = m * max(1, dim // m)
-            opq = f"OPQ{m}_{d_out}," if n >= OPQ_MIN_ITEMS else ""
-            return (f"{opq}IVF{nlist},PQ{m}np",
+            if n < PQ_MIN_TRAIN:
+                raise InputError(f"--memory-budget {_gib(budget)} is too small for the full vectors of {n} x "
+                                 f"{dim}, and PQ codes need at least {PQ_MIN_TRAIN} vectors to train")
+            return (f"{pq_transform(n, dim, m)}IVF{nlist},PQ{m}np",
                     f"full vectors do not fit the budget ({_gib(budget)}); {m}-byte PQ codes do")
     raise InputError(
         f"--memory-budget {_gib(budget)} is too small for {n} vectors of dim {dim} even with "
         f"{PQ_BYTES[-1]}-byte PQ codes (needs about {_gib(estimate_memory('ivf_pq', n, dim, PQ_BYTES[-1]))})"
     )
+
+
+def pq_transform(n: int, dim: int, m: int) -> str:
+    """The factory prefix that gives m-byte PQ a dimension m divides: OPQ (learnt rotation, output
+    a multiple of m) for large sets; else a random rotation padding dim up to a multiple of m, or
+    nothing when m already divides dim."""
+    if n >= OPQ_MIN_ITEMS:
+        return f"OPQ{m}_{m * max(1, dim // m)},"
+    if dim % m:
+        return f"RR{-(-dim // m) * m},"
+    return ""
 
 
 def _gib(size: int) -> str:
