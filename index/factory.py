@@ -15,6 +15,12 @@ nlist is sized to the set, about 4 x sqrt(n) rounded to a power of two, with at 
 points per list (FAISS's k-means minimum).
 Any FAISS factory string can be given instead of "auto"; the metric is always inner product on
 unit vectors (cosine).
+
+When the auto choice misses the target recall (hard data: whitened or high-intrinsic-dimension
+embeddings), the build escalates through `auto_plans`, in order and within the budget: HNSW with
+efSearch up to 4096; HNSW rebuilt with M 64 and efConstruction 320; IVF over full vectors;
+exact Flat. The last plan over full vectors is always exact (Flat, or IVF at nprobe = nlist when
+Flat's id map does not fit), so only a PQ budget can end without the target.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import dataclass
 
 from index.errors import InputError
 
 FLAT_MAX_COST = 4_000_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
+HNSW_M_LARGE = 64  # the escalation's rebuild
+HNSW_EF_CONSTRUCTION_LARGE = 320
 ID_OVERHEAD = 48  # bytes an item: IDMap2 id array and its reverse hash map
 PQ_BYTES = (64, 48, 32, 16, 8)
 OPQ_MIN_ITEMS = 65_536
@@ -62,13 +71,13 @@ def ivf_lists(n: int) -> int:
     return max(1, min(nlist, n // 39))
 
 
-def estimate_memory(kind: str, n: int, dim: int, pq_bytes: int = 0) -> int:
+def estimate_memory(kind: str, n: int, dim: int, pq_bytes: int = 0, hnsw_m: int = HNSW_M) -> int:
     """Rough resident bytes of an index kind ('flat', 'hnsw', 'ivf_flat', 'ivf_pq') over n vectors."""
     vectors = 4 * dim
     if kind == "flat":
         return n * (vectors + ID_OVERHEAD)
     if kind == "hnsw":
-        graph = 4 * 2 * HNSW_M * 1.1 + 16  # level 0 holds 2M links; upper levels add ~1/M of that
+        graph = 4 * 2 * hnsw_m * 1.1 + 16  # level 0 holds 2M links; upper levels add ~1/M of that
         return int(n * (vectors + graph + ID_OVERHEAD))
     centroids = ivf_lists(n) * vectors
     if kind == "ivf_flat":
@@ -100,6 +109,40 @@ def choose_factory(n: int, dim: int, memory_budget: int | None = None,
         f"--memory-budget {_gib(budget)} is too small for {n} vectors of dim {dim} even with "
         f"{PQ_BYTES[-1]}-byte PQ codes (needs about {_gib(estimate_memory('ivf_pq', n, dim, PQ_BYTES[-1]))})"
     )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One index to build and tune: its factory string, why, and how far its search is tuned."""
+
+    factory: str
+    reason: str
+    ef_construction: int | None = None  # HNSW; None: BuildOptions.ef_construction
+    wide_search: bool = False  # HNSW: efSearch up to 4096 rather than 1024
+    exhaustive: bool = True  # IVF: nprobe up to nlist (exact over full vectors) rather than below it
+
+
+def auto_plans(n: int, dim: int, memory_budget: int | None = None,
+               flat_max_cost: int = FLAT_MAX_COST) -> list[Plan]:
+    """The `--factory auto` choice, then what to try in turn while the target recall is missed.
+
+    Flat is exact and IVF-Flat reaches exact search at nprobe = nlist, so they stand alone; so
+    does IVF-PQ, the most code bytes the budget allows (nothing bigger fits). HNSW escalates.
+    """
+    budget = memory_budget if memory_budget is not None else default_memory_budget()
+    factory, reason = choose_factory(n, dim, budget, flat_max_cost)
+    if not factory.startswith("HNSW"):
+        return [Plan(factory, reason)]
+    plans = [Plan(factory, reason, wide_search=True)]
+    if estimate_memory("hnsw", n, dim, hnsw_m=HNSW_M_LARGE) <= budget:
+        plans.append(Plan(f"HNSW{HNSW_M_LARGE},Flat", "rebuilt with larger M and efConstruction",
+                          HNSW_EF_CONSTRUCTION_LARGE, wide_search=True))
+    flat_fits = estimate_memory("flat", n, dim) <= budget
+    plans.append(Plan(f"IVF{ivf_lists(n)},Flat", "IVF over full vectors" if flat_fits else
+                      "IVF over full vectors, up to exhaustive nprobe", exhaustive=not flat_fits))
+    if flat_fits:
+        plans.append(Plan("Flat", "exact search, within the memory budget"))
+    return plans
 
 
 def pq_transform(n: int, dim: int, m: int) -> str:

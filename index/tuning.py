@@ -16,6 +16,7 @@ import faiss
 import numpy as np
 
 HNSW_EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+HNSW_EF_SEARCH_WIDE = HNSW_EF_SEARCH + (1536, 2048, 3072, 4096)  # `--factory auto` escalating
 IVF_NPROBE = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096)
 # Exact scores this close to the k-th one count as ties (float32 sums of unit vectors differ in the
 # last bits depending on how they were computed).
@@ -86,13 +87,16 @@ class ExactTruth:
         return float(np.minimum(ties.sum(axis=1), self.size).sum()) / total
 
 
-def tunable_parameter(index: faiss.Index) -> tuple[str, tuple[int, ...]] | None:
-    """The search parameter that trades speed for recall on this index, with its candidate values."""
+def tunable_parameter(index: faiss.Index, wide: bool = False,
+                      exhaustive: bool = True) -> tuple[str, tuple[int, ...]] | None:
+    """The search parameter that trades speed for recall on this index, with its candidate values
+    (efSearch up to 4096 when `wide`; nprobe up to nlist when `exhaustive`, else below it)."""
     if faiss.try_extract_index_ivf(index) is not None:
         nlist = faiss.extract_index_ivf(index).nlist
-        return "nprobe", tuple(p for p in IVF_NPROBE if p < nlist) + (nlist,)
+        below = tuple(p for p in IVF_NPROBE if p < nlist)
+        return "nprobe", below + (nlist,) if exhaustive or not below else below
     if hnsw_of(index) is not None:
-        return "efSearch", HNSW_EF_SEARCH
+        return "efSearch", HNSW_EF_SEARCH_WIDE if wide else HNSW_EF_SEARCH
     return None
 
 
@@ -139,11 +143,12 @@ def exact_knn_without(xb: np.ndarray, xq: np.ndarray, k: int, without: np.ndarra
 
 
 def tune_held_out(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, held_out: np.ndarray,
-                  target: float, k: int = 10) -> TuneResult:
+                  target: float, k: int = 10, wide: bool = False, exhaustive: bool = True) -> TuneResult:
     """Tune on vectors that are not (yet) in the index: the `held_out` rows of `vectors`.
 
     The index holds every other row; the truth is exact search over those. This is the recall a
     query from outside the catalogue (an upload) gets; catalogue items as queries do a little better.
+    `wide` and `exhaustive` widen the parameter's range (tunable_parameter).
     """
     kk = min(k, len(vectors) - len(held_out))
     if kk <= 0 or len(held_out) == 0:
@@ -155,7 +160,7 @@ def tune_held_out(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, hel
     def measure() -> float:
         return truth.recall(index.search(xq, kk)[1])
 
-    return _sweep(index, measure, target)
+    return _sweep(index, measure, target, tunable_parameter(index, wide, exhaustive))
 
 
 @dataclass
@@ -207,16 +212,16 @@ def tune(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, target: floa
     def measure() -> float:
         return sample.recall(index.search(sample.xq, sample.k + 1)[1])
 
-    return _sweep(index, measure, target)
+    return _sweep(index, measure, target, tunable_parameter(index))
 
 
-def _sweep(index: faiss.Index, measure, target: float) -> TuneResult:
-    """Smallest parameter value whose measured recall reaches `target`.
+def _sweep(index: faiss.Index, measure, target: float,
+           tunable: tuple[str, tuple[int, ...]] | None) -> TuneResult:
+    """Smallest value of the tunable parameter whose measured recall reaches `target`.
 
     With no tunable parameter (Flat) the recall is measured once. If no value reaches the target,
     the best one is kept and `met` is False.
     """
-    tunable = tunable_parameter(index)
     if tunable is None:
         recall = measure()
         return TuneResult({}, recall, recall >= target)
