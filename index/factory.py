@@ -45,7 +45,7 @@ PQ_MIN_TRAIN = 256
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
-def parse_size(text: str | int | None) -> int | None:
+def parse_mem(text: str | int | None) -> int | None:
     """'8G', '512MiB', '1.5g', '1000000' -> bytes (powers of 1024); None stays None."""
     if text is None or isinstance(text, int):
         return text
@@ -94,20 +94,20 @@ def choose_factory(n: int, dim: int, memory_budget: int | None = None,
     if n * dim <= flat_max_cost and estimate_memory("flat", n, dim) <= budget:
         return "Flat", f"{n} x {dim} is small enough for exact search"
     if estimate_memory("hnsw", n, dim) <= budget:
-        return f"HNSW{HNSW_M},Flat", f"HNSW fits the memory budget ({_gib(budget)})"
+        return f"HNSW{HNSW_M},Flat", f"HNSW fits the memory budget ({_mem(budget)})"
     nlist = ivf_lists(n)
     if estimate_memory("ivf_flat", n, dim) <= budget:
-        return f"IVF{nlist},Flat", f"full vectors fit the budget ({_gib(budget)}) but the HNSW graph does not"
+        return f"IVF{nlist},Flat", f"full vectors fit the budget ({_mem(budget)}) but the HNSW graph does not"
     for m in PQ_BYTES:
         if m <= dim and estimate_memory("ivf_pq", n, dim, m) <= budget:
             if n < PQ_MIN_TRAIN:
-                raise InputError(f"--memory-budget {_gib(budget)} is too small for the full vectors of {n} x "
+                raise InputError(f"--memory-budget {_mem(budget)} is too small for the full vectors of {n} x "
                                  f"{dim}, and PQ codes need at least {PQ_MIN_TRAIN} vectors to train")
             return (f"{pq_transform(n, dim, m)}IVF{nlist},PQ{m}np",
-                    f"full vectors do not fit the budget ({_gib(budget)}); {m}-byte PQ codes do")
+                    f"full vectors do not fit the budget ({_mem(budget)}); {m}-byte PQ codes do")
     raise InputError(
-        f"--memory-budget {_gib(budget)} is too small for {n} vectors of dim {dim} even with "
-        f"{PQ_BYTES[-1]}-byte PQ codes (needs about {_gib(estimate_memory('ivf_pq', n, dim, PQ_BYTES[-1]))})"
+        f"--memory-budget {_mem(budget)} is too small for {n} vectors of dim {dim} even with "
+        f"{PQ_BYTES[-1]}-byte PQ codes (needs about {_mem(estimate_memory('ivf_pq', n, dim, PQ_BYTES[-1]))})"
     )
 
 
@@ -156,5 +156,5 @@ def pq_transform(n: int, dim: int, m: int) -> str:
     return ""
 
 
-def _gib(size: int) -> str:
-    return f"{size / 2**30:.2f} GiB"
+def _mem(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
