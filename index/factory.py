@@ -45,7 +45,7 @@ PQ_MIN_TRAIN = 256
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 
 
-def parse_mem(text: str | int | None) -> int | None:
+def parse_size(text: str | int | None) -> int | None:
     """'8G', '512MiB', '1.5g', '1000000' -> bytes (powers of 1024); None stays None."""
     if text is None or isinstance(text, int):
         return text
