@@ -130,13 +130,42 @@ class EmbeddingSet:
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
+    """The set's manifest, checked for the keys readers rely on (InputError naming file and key)."""
     manifest_path = Path(path) / MANIFEST
     if not manifest_path.is_file():
         raise InputError(f"{path}: not a complete embedding set (no {MANIFEST})")
     try:
-        return json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{manifest_path}: not valid JSON ({exc})") from None
+    _check_manifest(manifest, manifest_path)
+    return manifest
+
+
+def _check_manifest(manifest: Any, manifest_path: Path) -> None:
+    """dim a positive integer; model an object with a non-empty string id; counts an object of
+    non-negative integers (total, computed, reused, failed)."""
+    def bad(key: str, want: str, value: Any = None) -> InputError:
+        got = "missing or null" if value is None else f"got {json.dumps(value)[:80]}"
+        return InputError(f"{manifest_path}: key {key!r} must be {want} ({got})")
+
+    if not isinstance(manifest, dict):
+        raise InputError(f"{manifest_path}: must be a JSON object, not {type(manifest).__name__}")
+    dim = manifest.get("dim")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+        raise bad("dim", "a positive integer", dim)
+    model = manifest.get("model")
+    if not isinstance(model, dict):
+        raise bad("model", "an object", model)
+    if not isinstance(model.get("id"), str) or not model["id"]:
+        raise bad("model.id", "a non-empty string", model.get("id"))
+    counts = manifest.get("counts")
+    if not isinstance(counts, dict):
+        raise bad("counts", "an object", counts)
+    for key in ("total", "computed", "reused", "failed"):
+        value = counts.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad(f"counts.{key}", "a non-negative integer", value)
 
 
 def read_embedding_set(path: Path) -> EmbeddingSet:
@@ -152,6 +181,9 @@ def read_embedding_set(path: Path) -> EmbeddingSet:
         ids.append(table.column("item_id").to_numpy(zero_copy_only=False).astype(str))
         shas.append(table.column("image_sha256").to_numpy(zero_copy_only=False).astype(str))
         flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        if flat.size != n * dim:
+            raise InputError(f"{part}: {flat.size} embedding values for {n} rows, but {path / MANIFEST} "
+                             f"says dim {dim}")
         blocks.append(np.asarray(flat, dtype=np.float32).reshape(n, dim))
     if not blocks:
         return EmbeddingSet(path, np.array([], dtype=str), np.zeros((0, dim), np.float32),

@@ -5,7 +5,9 @@ A version holds (index/store.py): the FAISS index over stable int64 ids (index/i
 vectors in float16 in the same order (for `vector(item_id)`, exact re-scoring of filtered queries
 and exact recall measurement with any index type, at half the size of float32); for sets up to
 `neighbours_max` items, the top `neighbours_k` neighbours of every item from one batched search;
-and `meta.json`. Search parameters are tuned to the target recall before the version is written.
+and `meta.json`. Search parameters are tuned to the target recall before the version is written;
+under `--factory auto`, a missed target moves on to the next of `auto_plans` (index/factory.py),
+each attempt logged and recorded in meta.json.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pandas as pd
 from embeddings.embedding_set import EmbeddingSet, read_embedding_set
 from index import threads
 from index.errors import InputError, RecallNotMet, UpdateNotSupported
-from index.factory import FLAT_MAX_COST, HNSW_EF_CONSTRUCTION, choose_factory, estimate_memory
+from index.factory import FLAT_MAX_COST, HNSW_EF_CONSTRUCTION, Plan, auto_plans, estimate_memory
 from index.ids import stable_ids
 from index.loaded import (
     INDEX_FILE,
@@ -121,11 +123,18 @@ def build_tuned(vectors: np.ndarray, fids: np.ndarray, factory: str, target: flo
 
     Returns the index, the training size, the tuning result and the build seconds (tuning excluded).
     """
+    return build_plan(vectors, fids, Plan(factory, "given"), target, opts)
+
+
+def build_plan(vectors: np.ndarray, fids: np.ndarray, plan: Plan, target: float,
+               opts: BuildOptions) -> tuple[faiss.Index, int, TuneResult, float]:
+    """`build_tuned` for a plan: its own efConstruction and search range."""
     held_out = held_out_rows(len(vectors), opts.tune_queries, opts.seed)
+    ef_construction = plan.ef_construction or opts.ef_construction
     started = time.perf_counter()
-    index, train_size = make_index(vectors, fids, factory, opts.ef_construction, opts.seed, held_out)
+    index, train_size = make_index(vectors, fids, plan.factory, ef_construction, opts.seed, held_out)
     build_s = time.perf_counter() - started
-    tuned = tune_held_out(index, vectors, fids, held_out, target, RECALL_K)
+    tuned = tune_held_out(index, vectors, fids, held_out, target, RECALL_K, plan.wide_search, plan.exhaustive)
     started = time.perf_counter()
     add_vectors(index, vectors, fids, held_out)
     return index, train_size, tuned, build_s + time.perf_counter() - started
@@ -199,26 +208,62 @@ def build_version(embeddings_dir: str | Path, store_dir: str | Path, factory: st
     _check_target(target_recall)
     es = _read_set(embeddings_dir)
     n, dim = es.vectors.shape
-    if factory == "auto":
-        factory, reason = choose_factory(n, dim, memory_budget, opts.flat_max_cost)
-    else:
-        reason = "given"
-    log.info("building %s over %d x %d (%s)", factory, n, dim, reason)
+    auto = factory == "auto"
+    plans = auto_plans(n, dim, memory_budget, opts.flat_max_cost) if auto else [Plan(factory, "given")]
     fids = stable_ids(es.item_ids.tolist())
     with threads.threads(threads.build_threads()):
-        index, train_size, tuned, build_s = build_tuned(es.vectors, fids, factory, target_recall, opts)
-        recall = MeasuredRecall(tuned, target_recall, len(held_out_rows(n, opts.tune_queries, opts.seed)),
-                                HELD_OUT_METHOD)
+        chosen, attempts = build_until_met(es.vectors, fids, plans, target_recall, opts)
+        index, plan = chosen.index, chosen.plan
+        recall = MeasuredRecall(chosen.tuned, target_recall,
+                                len(held_out_rows(n, opts.tune_queries, opts.seed)), HELD_OUT_METHOD)
         origin = {
-            "factory": factory,
-            "factory_reason": reason,
-            "build": {"seconds": round(build_s, 2), "train_size": train_size,
+            "factory": plan.factory,
+            "factory_reason": plan.reason,
+            "build": {"seconds": round(chosen.build_s, 2), "train_size": chosen.train_size,
                       "threads": threads.build_threads(),
-                      "ef_construction": opts.ef_construction if hnsw_of(index) is not None else None,
+                      "ef_construction": (plan.ef_construction or opts.ef_construction)
+                      if hnsw_of(index) is not None else None,
                       "memory_budget": memory_budget},
         }
+        if auto:
+            origin["auto"] = {"attempts": attempts}
         built = BuiltIndex(index, es, es.vectors, fids, _items(es, fids), recall, origin)
         return _finish(IndexStore(store_dir), built, publish, keep, opts)
+
+
+@dataclass
+class Attempt:
+    """One plan built and tuned."""
+
+    plan: Plan
+    index: faiss.Index
+    train_size: int
+    tuned: TuneResult
+    build_s: float
+
+    def record(self) -> dict[str, Any]:
+        return {"factory": self.plan.factory, "reason": self.plan.reason, "search": self.tuned.params,
+                "recall@10": round(self.tuned.recall, 4), "met": self.tuned.met,
+                "build_seconds": round(self.build_s, 2)}
+
+
+def build_until_met(vectors: np.ndarray, fids: np.ndarray, plans: list[Plan], target: float,
+                    opts: BuildOptions) -> tuple[Attempt, list[dict[str, Any]]]:
+    """Build and tune the plans in turn until one meets the target; returns that one (or the last)
+    and the record of every attempt."""
+    n, dim = vectors.shape
+    records: list[dict[str, Any]] = []
+    for number, plan in enumerate(plans, 1):
+        log.info("building %s over %d x %d (%s)%s", plan.factory, n, dim, plan.reason,
+                 f"; plan {number} of {len(plans)}" if len(plans) > 1 else "")
+        attempt = Attempt(plan, *build_plan(vectors, fids, plan, target, opts))
+        records.append(attempt.record())
+        if attempt.tuned.met or number == len(plans):
+            return attempt, records
+        log.warning("%s reaches recall@10 %.4f at best (%s), below the target %.4f; trying the next plan",
+                    plan.factory, attempt.tuned.recall, attempt.tuned.params or "no parameter", target)
+        attempt.index.reset()  # free its memory before the next build
+    raise ValueError("no plans to build")
 
 
 def update_version(embeddings_dir: str | Path, store_dir: str | Path, base: str | None = None,
@@ -285,8 +330,13 @@ def _finish(store: IndexStore, built: BuiltIndex, publish: bool, keep: int, opts
     tuned, factory = built.recall.tuned, built.origin["factory"]
     log.info("version %s: %s, recall@10 %.4f with %s", version, factory, tuned.recall, tuned.params)
     if not tuned.met:
-        raise RecallNotMet(version, tuned.recall, built.recall.target,
-                           f"{factory}, best parameters {tuned.params or 'none'}")
+        detail = f"{factory}, best parameters {tuned.params or 'none'}"
+        attempts = built.origin.get("auto", {}).get("attempts", [])
+        if attempts:
+            tried = "; ".join(f"{a['factory']} {a['recall@10']:.4f}" for a in attempts)
+            detail = (f"--factory auto tried {tried}: no index that fits the memory budget reaches the "
+                      f"target; raise --memory-budget or lower --target-recall")
+        raise RecallNotMet(version, tuned.recall, built.recall.target, detail)
     if publish:
         store.publish(version)
         store.prune(keep)

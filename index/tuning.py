@@ -1,8 +1,11 @@
 """Recall measurement against exact search, and search-parameter tuning to a target recall.
 
-Recall@k of an approximate search is the share of the exact top-k ids it returns (FAISS
-contrib's definition). Queries are a random sample of the indexed items themselves, each searched
-with its own id left out of both lists: that is exactly what `similar` does with them.
+Recall@k of an approximate search is the share of the exact top-k it returns, tie-aware: a found
+id whose exact score ties the k-th exact score (within TIE_TOLERANCE) is a hit, as in FAISS contrib's
+range-based evaluation. Without that, a catalogue where 25 items share one picture measures an
+exact index at recall 0.81: which of the tied ids make the top k is arbitrary. Queries are a random
+sample of the indexed items themselves, each searched with its own id left out of both lists: that
+is exactly what `similar` does with them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ import faiss
 import numpy as np
 
 HNSW_EF_SEARCH = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+HNSW_EF_SEARCH_WIDE = HNSW_EF_SEARCH + (1536, 2048, 3072, 4096)  # `--factory auto` escalating
 IVF_NPROBE = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096)
+# Exact scores this close to the k-th one count as ties (float32 sums of unit vectors differ in the
+# last bits depending on how they were computed).
+TIE_TOLERANCE = 1e-5
 
 
 def exact_knn(xb: np.ndarray, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +39,8 @@ def drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
-    """Share of the exact ids (truth, -1 ignored) present in the found rows."""
+    """Share of the exact ids (truth, -1 ignored) present in the found rows (not tie-aware: for
+    data without exact ties, such as the benchmark's; the index's own measures use ExactTruth)."""
     hits = total = 0
     for f, t in zip(found, truth, strict=True):
         t = t[t >= 0]
@@ -41,13 +49,54 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / total if total else 1.0
 
 
-def tunable_parameter(index: faiss.Index) -> tuple[str, tuple[int, ...]] | None:
-    """The search parameter that trades speed for recall on this index, with its candidate values."""
+class ExactTruth:
+    """Queries with their exact top-k ids, measuring found ids by tie-aware recall@k.
+
+    Each query's exact k-th score is its threshold; a found id is a hit when its own exact score
+    (recomputed from `vectors`) reaches the threshold less TIE_TOLERANCE. A query's hits are
+    capped at the number of its exact neighbours (fewer than k only in tiny sets).
+    """
+
+    def __init__(self, xq: np.ndarray, truth: np.ndarray, vectors: np.ndarray, fids: np.ndarray) -> None:
+        self.xq = xq
+        self.truth = truth
+        self._vectors = vectors
+        self._order = np.argsort(fids, kind="stable")
+        self._sorted = fids[self._order]
+        self.size = (truth >= 0).sum(axis=1)
+        scores = self.scores(truth)
+        self.threshold = np.where(self.size > 0, np.min(scores, axis=1, initial=np.inf), np.inf)
+
+    def scores(self, ids: np.ndarray) -> np.ndarray:
+        """Exact inner products of each query with its row of ids (-inf for -1 or unknown ids)."""
+        if ids.shape[1] == 0:
+            return np.empty(ids.shape, dtype=np.float32)
+        pos = np.clip(np.searchsorted(self._sorted, ids), 0, len(self._sorted) - 1)
+        known = (ids >= 0) & (self._sorted[pos] == ids)
+        rows = self._order[pos]
+        vectors = np.asarray(self._vectors[rows.reshape(-1)], dtype=np.float32).reshape(*ids.shape, -1)
+        scores = np.einsum("qd,qkd->qk", self.xq, vectors)
+        return np.where(known, scores, -np.inf)
+
+    def recall(self, found: np.ndarray) -> float:
+        """Tie-aware recall@k of `found` (one row of at most k ids a query, -1 padded)."""
+        total = int(self.size.sum())
+        if total == 0:
+            return 1.0
+        ties = self.scores(found) >= self.threshold[:, None] - TIE_TOLERANCE
+        return float(np.minimum(ties.sum(axis=1), self.size).sum()) / total
+
+
+def tunable_parameter(index: faiss.Index, wide: bool = False,
+                      exhaustive: bool = True) -> tuple[str, tuple[int, ...]] | None:
+    """The search parameter that trades speed for recall on this index, with its candidate values
+    (efSearch up to 4096 when `wide`; nprobe up to nlist when `exhaustive`, else below it)."""
     if faiss.try_extract_index_ivf(index) is not None:
         nlist = faiss.extract_index_ivf(index).nlist
-        return "nprobe", tuple(p for p in IVF_NPROBE if p < nlist) + (nlist,)
+        below = tuple(p for p in IVF_NPROBE if p < nlist)
+        return "nprobe", below + (nlist,) if exhaustive or not below else below
     if hnsw_of(index) is not None:
-        return "efSearch", HNSW_EF_SEARCH
+        return "efSearch", HNSW_EF_SEARCH_WIDE if wide else HNSW_EF_SEARCH
     return None
 
 
@@ -94,23 +143,24 @@ def exact_knn_without(xb: np.ndarray, xq: np.ndarray, k: int, without: np.ndarra
 
 
 def tune_held_out(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, held_out: np.ndarray,
-                  target: float, k: int = 10) -> TuneResult:
+                  target: float, k: int = 10, wide: bool = False, exhaustive: bool = True) -> TuneResult:
     """Tune on vectors that are not (yet) in the index: the `held_out` rows of `vectors`.
 
     The index holds every other row; the truth is exact search over those. This is the recall a
     query from outside the catalogue (an upload) gets; catalogue items as queries do a little better.
+    `wide` and `exhaustive` widen the parameter's range (tunable_parameter).
     """
     kk = min(k, len(vectors) - len(held_out))
     if kk <= 0 or len(held_out) == 0:
         return TuneResult({}, 1.0, True)
     xq = np.ascontiguousarray(vectors[held_out], dtype=np.float32)
     exact_rows = exact_knn_without(vectors, xq, kk, held_out)
-    truth = np.where(exact_rows >= 0, fids[exact_rows], -1)
+    truth = ExactTruth(xq, np.where(exact_rows >= 0, fids[exact_rows], -1), vectors, fids)
 
     def measure() -> float:
-        return recall_at_k(index.search(xq, kk)[1], truth)
+        return truth.recall(index.search(xq, kk)[1])
 
-    return _sweep(index, measure, target)
+    return _sweep(index, measure, target, tunable_parameter(index, wide, exhaustive))
 
 
 @dataclass
@@ -121,11 +171,17 @@ class SampledQueries:
     xq: np.ndarray  # their vectors, float32
     own: np.ndarray  # their ids
     k: int  # min(k, n - 1): an item has at most n - 1 others
-    truth: np.ndarray  # (len(rows), k): ids of each query's exact top-k others
+    exact: ExactTruth  # each query's exact top-k others
+
+    @property
+    def truth(self) -> np.ndarray:
+        """(len(rows), k): ids of each query's exact top-k others."""
+        return self.exact.truth
 
     def recall(self, found: np.ndarray) -> float:
-        """Recall@k of the ids found by searching `xq` with k + 1 (each query's own id is dropped)."""
-        return recall_at_k(drop_self(found, self.own, self.k), self.truth)
+        """Tie-aware recall@k of the ids found by searching `xq` with k + 1 (each query's own id
+        is dropped)."""
+        return self.exact.recall(drop_self(found, self.own, self.k))
 
 
 def sample_queries(vectors: np.ndarray, fids: np.ndarray, k: int, queries: int,
@@ -137,10 +193,11 @@ def sample_queries(vectors: np.ndarray, fids: np.ndarray, k: int, queries: int,
     kk = min(k, n - 1)
     own = fids[rows]
     if kk <= 0:
-        return SampledQueries(rows, xq, own, 0, np.empty((len(rows), 0), dtype=np.int64))
+        return SampledQueries(rows, xq, own, 0,
+                              ExactTruth(xq, np.empty((len(rows), 0), dtype=np.int64), vectors, fids))
     _, exact_rows = exact_knn(vectors, xq, kk + 1)
     truth = drop_self(np.where(exact_rows >= 0, fids[exact_rows], -1), own, kk)
-    return SampledQueries(rows, xq, own, kk, truth)
+    return SampledQueries(rows, xq, own, kk, ExactTruth(xq, truth, vectors, fids))
 
 
 def tune(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, target: float, k: int = 10,
@@ -155,16 +212,16 @@ def tune(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, target: floa
     def measure() -> float:
         return sample.recall(index.search(sample.xq, sample.k + 1)[1])
 
-    return _sweep(index, measure, target)
+    return _sweep(index, measure, target, tunable_parameter(index))
 
 
-def _sweep(index: faiss.Index, measure, target: float) -> TuneResult:
-    """Smallest parameter value whose measured recall reaches `target`.
+def _sweep(index: faiss.Index, measure, target: float,
+           tunable: tuple[str, tuple[int, ...]] | None) -> TuneResult:
+    """Smallest value of the tunable parameter whose measured recall reaches `target`.
 
     With no tunable parameter (Flat) the recall is measured once. If no value reaches the target,
     the best one is kept and `met` is False.
     """
-    tunable = tunable_parameter(index)
     if tunable is None:
         recall = measure()
         return TuneResult({}, recall, recall >= target)

@@ -139,6 +139,10 @@ class Answers:
     def has_item(self, item_id: str) -> bool:
         return item_id in self.row_of
 
+    def knows_user(self, user_id: str) -> bool:
+        """Whether the behaviour data holds this user (an unknown one gets the popular items)."""
+        return self.behaviour is not None and user_id in self._users
+
     def answering_mode(self, mode: str) -> tuple[str, str | None]:
         """The mode that will answer and, when it differs from the request, why."""
         if mode == "visual" or self.behaviour is not None:

@@ -9,11 +9,13 @@ import faiss
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from index.build import BuildOptions, build_version
 from index.errors import InputError
 from index.evaluate import evaluate
-from index.factory import choose_factory, estimate_memory, ivf_lists, parse_size
+from index.factory import FLAT_MAX_COST, choose_factory, estimate_memory, ivf_lists, parse_size
 from index.store import load_version
 from index.synthetic import clustered_vectors, write_embedding_set
 from index.tuning import hnsw_of
@@ -131,3 +133,61 @@ def test_any_factory_string_and_a_bad_one(embeddings, tmp_path) -> None:
     assert load_version(tmp_path, version).meta["factory"] == "HNSW16,SQ8"
     with pytest.raises(InputError, match="Bogus7"):
         build_version(set_dir, tmp_path, "Bogus7", options=OPTS)
+
+
+def kind_of(factory: str) -> str:
+    if factory == "Flat":
+        return "flat"
+    if factory.startswith("HNSW"):
+        return "hnsw"
+    return "ivf_pq" if "PQ" in factory else "ivf_flat"
+
+
+def check_auto_choice(n: int, dim: int, budget: int, flat_max_cost: int) -> str | None:
+    """The choice (None when refused with a reason), constructible by FAISS and within the budget."""
+    try:
+        factory, reason = choose_factory(n, dim, budget, flat_max_cost)
+    except InputError as exc:
+        assert "--memory-budget" in str(exc) and str(dim) in str(exc)
+        return None
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    assert index.d == dim and reason
+    pq_bytes = int(factory.rsplit("PQ", 1)[1].removesuffix("np")) if "PQ" in factory else 0
+    assert estimate_memory(kind_of(factory), n, dim, pq_bytes) <= budget
+    return factory
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 10**9), dim=st.integers(1, 4096), budget_log2=st.floats(10, 45),
+       flat_max_cost=st.sampled_from([0, FLAT_MAX_COST]))
+def test_every_auto_choice_is_constructible_and_fits_or_says_why(n, dim, budget_log2, flat_max_cost) -> None:
+    check_auto_choice(n, dim, int(2 ** budget_log2), flat_max_cost)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 1500), dim=st.integers(1, 64), budget_fraction=st.floats(0.01, 2.0),
+       flat_max_cost=st.sampled_from([0, FLAT_MAX_COST]))
+def test_every_small_auto_choice_trains_adds_and_searches(n, dim, budget_fraction, flat_max_cost) -> None:
+    budget = int(budget_fraction * estimate_memory("ivf_flat", n, dim))
+    factory = check_auto_choice(n, dim, budget, flat_max_cost)
+    if factory is None:
+        return
+    x = np.random.default_rng(n * 7 + dim).standard_normal((n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    index.train(x)
+    index.add(x)
+    _, found = index.search(x[:3], 1)
+    assert index.ntotal == n and found.shape == (min(n, 3), 1)
+
+
+def test_pq_choices_fit_the_dimension() -> None:
+    # 100 dimensions: neither 64 nor 32 divides them, so the vectors are padded by a rotation
+    factory, _ = choose_factory(5000, 100, estimate_memory("ivf_pq", 5000, 100, 64), flat_max_cost=0)
+    assert factory == f"RR128,IVF{ivf_lists(5000)},PQ64np"
+    assert choose_factory(5000, 128, estimate_memory("ivf_pq", 5000, 128, 64), 0)[0].startswith("IVF")
+    # fewer vectors than PQ needs to train, and the budget too small for them in full
+    with pytest.raises(InputError, match="at least 256 vectors"):
+        choose_factory(200, 64, estimate_memory("ivf_pq", 200, 64, 8), flat_max_cost=0)
+    # a budget too small for Flat's vectors is no longer ignored for small sets
+    assert choose_factory(5000, 100, estimate_memory("ivf_pq", 5000, 100, 64))[0] != "Flat"

@@ -127,6 +127,20 @@ def test_two_nights_reuse_publish_then_failed_gates_keep_the_old_version(tmp_pat
     assert store.current_version() == second["published"] and store.version_ids() == versions_before
 
 
+def test_a_catalogue_sharing_a_placeholder_picture_publishes(tmp_path: Path) -> None:
+    # 25 items show one placeholder picture: their vectors tie, and the exact index's recall gate
+    # must not count a tie left out of the top 10 as a miss (it measured 0.81 before).
+    images = tmp_path / "images"
+    write_images(images, 15)
+    placeholder = product_image(999)
+    for i in range(25):
+        placeholder.save(images / f"placeholder{i:02d}.jpg")
+    report = run_nightly(load_config(write_config(tmp_path / "nightly.toml", 'images = "images"')))
+    assert report["status"] == "published", report
+    meta = load_version(tmp_path / "store").meta
+    assert meta["count"] == 40 and meta["factory"] == "Flat" and meta["recall@10"] == 1.0
+
+
 def test_a_second_run_exits_1_at_once_while_the_lock_is_held(tmp_path: Path, capsys) -> None:
     write_images(tmp_path / "images", 2)
     config_path = write_config(tmp_path / "nightly.toml", 'images = "images"')

@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.serving = ServingState(settings.store, metrics, settings.cache_size)
+    app.state.serving = ServingState(settings.store, metrics, settings.cache_max_bytes, settings.cache_max_k)
     app.state.embedder = UploadEmbedder(settings.compute_threads)
     errors.install(app)
     for router in (health.router, items.router, similar.router, users.router, admin.router, ui.router):

@@ -58,7 +58,7 @@ def similar_results(snapshot: Snapshot, item_id: str, k: int, mode: str, constra
     results = snapshot.cache.get(key)
     if results is None:
         results = snapshot.results(snapshot.answers.similar(item_id, k, mode, constraints))
-        snapshot.cache.put(key, results)
+        snapshot.cache.put(key, results, k=k)
     return results
 
 

@@ -45,10 +45,11 @@ def read_current(store: Path) -> str | None:
 class ServingState:
     """The snapshot being served and the reload bookkeeping around it."""
 
-    def __init__(self, store: Path, metrics: Metrics, cache_size: int) -> None:
+    def __init__(self, store: Path, metrics: Metrics, cache_bytes: int, cache_max_k: int) -> None:
         self.store = Path(store)
         self.metrics = metrics
-        self.cache_size = cache_size
+        self.cache_bytes = cache_bytes
+        self.cache_max_k = cache_max_k
         self.snapshot: Snapshot | None = None
         self.last_failure: ReloadFailure | None = None
         self.reloads = 0
@@ -65,7 +66,7 @@ class ServingState:
                 return self._failed(None, f"{self.store}: no CURRENT version to load")
             try:
                 snapshot = await anyio.to_thread.run_sync(
-                    lambda: Snapshot.load(self.store, target, self.cache_size))
+                    lambda: Snapshot.load(self.store, target, self.cache_bytes, self.cache_max_k))
             except Exception as exc:  # noqa: BLE001 - any load failure keeps the old version
                 log.warning("reload of version %s failed: %s", target, exc)
                 return self._failed(target, f"version {target} failed to load: {exc}")

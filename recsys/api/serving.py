@@ -20,7 +20,7 @@ import orjson
 import pandas as pd
 
 from recsys.answers import Answer, Answers
-from recsys.api.cache import AnswerCache
+from recsys.api.cache import DEFAULT_MAX_K, AnswerCache
 
 if TYPE_CHECKING:
     from index.loaded import LoadedIndex
@@ -47,7 +47,8 @@ class Snapshot:
     loaded_at: float = field(default_factory=time.time)
 
     @classmethod
-    def load(cls, store: Path, version: str | None = None, cache_size: int = 50_000) -> Snapshot:
+    def load(cls, store: Path, version: str | None = None, cache_bytes: int = 256 << 20,
+             cache_max_k: int = DEFAULT_MAX_K) -> Snapshot:
         """Load a version (None: the one CURRENT names); raises IndexLoadError when it cannot."""
         started = time.perf_counter()
         answers = Answers.load(store, version)
@@ -56,7 +57,7 @@ class Snapshot:
         images = dict(zip(answers.item_ids, items["image"].astype(str))) if "image" in items else {}
         log.info("loaded version %s: %d items in %.2f s", answers.version, len(answers),
                  time.perf_counter() - started)
-        return cls(answers.version, answers, meta, columns, images, AnswerCache(cache_size))
+        return cls(answers.version, answers, meta, columns, images, AnswerCache(cache_bytes, cache_max_k))
 
     def __len__(self) -> int:
         return len(self.answers.item_ids)

@@ -27,8 +27,10 @@ class Settings:
     compute_threads: int = 1
     # Live searches and uploads run in worker threads, at most this many at once.
     search_concurrency: int = 4
-    # Answers kept per loaded version for repeated queries (filters, behaviour, hybrid).
-    cache_size: int = 50_000
+    # Answers kept per loaded version for repeated queries (filters, behaviour, hybrid), in bytes;
+    # answers for more than cache_max_k items are not kept.
+    cache_max_bytes: int = 256 * MIB
+    cache_max_k: int = 100
 
     @classmethod
     def from_env(cls, store: Path | str, **overrides: object) -> Settings:

@@ -33,19 +33,21 @@ async def recommendations(
     if not snapshot.has_behaviour:
         raise ApiError(404, snapshot.answers.behaviour_error or "no behaviour data in this version",
                        code="no_behaviour")
-    key = ("user", user_id, k, category)
+    # Every unknown user gets the same answer: one cache entry for all of them (key without the id).
+    key = ("user", user_id if snapshot.answers.knows_user(user_id) else None, k, category)
     body = snapshot.cache.get(key)
     if body is None:
         body = await anyio.to_thread.run_sync(_recommend, snapshot, user_id, k, category,
                                               limiter=request.app.state.limiter)
-        snapshot.cache.put(key, body)
-    return Response(body, media_type="application/json")
+        snapshot.cache.put(key, body, k=k)
+    return Response(b'{"user_id":' + orjson.dumps(user_id) + b"," + body[1:], media_type="application/json")
 
 
 def _recommend(snapshot: Snapshot, user_id: str, k: int, category: str | None) -> bytes:
+    """The answer without its user_id member (which the route puts first)."""
     answer = snapshot.answers.recommend(user_id, k, Constraints.of(category=category))
     # Each row says where it came from: "personal" for a known user, "popular" for the fallback.
     sources = {extra["source"] for extra in answer.extras or ()}
     known = True if "personal" in sources else (False if "popular" in sources else None)
-    return orjson.dumps({"user_id": user_id, "version": snapshot.version, "known_user": known,
+    return orjson.dumps({"version": snapshot.version, "known_user": known,
                          "results": orjson.Fragment(snapshot.results(answer))})
