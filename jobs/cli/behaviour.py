@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.errors import UsageError
+from recsys.names import BEHAVIOUR_MODELS, DEFAULT_BEHAVIOUR_MODELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--events", type=Path, required=True, help="Parquet, CSV, u.data or .inter events")
     fit.add_argument("--store", type=Path, required=True, help="the index store folder")
     fit.add_argument("--version", default=None, help="the base index version (default: CURRENT)")
-    fit.add_argument("--model", default="auto", choices=["auto", "cooc", "cosine", "bm25", "ease", "als"],
+    fit.add_argument("--model", default="auto", choices=["auto", *BEHAVIOUR_MODELS],
                      help="behaviour model (default auto: chosen on a validation window of the events)")
     fit.add_argument("--hybrid-weight", type=float, default=None,
                      help="behaviour share of the blend (default: chosen on a temporal validation split)")
@@ -50,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--test-frac", type=float, default=0.2)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("-k", type=int, default=10)
-    ev.add_argument("--models", default="cosine,bm25,ease,als",
-                    help="behaviour models, comma-separated (cooc, cosine, bm25, ease, als)")
+    ev.add_argument("--models", default=",".join(DEFAULT_BEHAVIOUR_MODELS),
+                    help=f"behaviour models, comma-separated ({', '.join(BEHAVIOUR_MODELS)})")
     ev.add_argument("--hybrid-weight", type=float, default=None,
                     help="fix the blend weight (default: chosen on a validation split of training)")
     ev.add_argument("--json", type=Path, default=None, help="write the report here")
@@ -140,8 +141,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"-k must be at least 1, not {args.k}")
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     for name in names:
-        if name not in ("cooc", "cosine", "bm25", "ease", "als"):
-            raise UsageError(f"--models: {name!r} is not a behaviour model (cooc, cosine, bm25, ease, als)")
+        if name not in BEHAVIOUR_MODELS:
+            raise UsageError(f"--models: {name!r} is not a behaviour model ({', '.join(BEHAVIOUR_MODELS)})")
     events = _load_events(args)
     vectors = VisualVectors.from_store(args.store, args.version) if args.store else None
     report = evaluate(events, vectors, split=args.split, test_frac=args.test_frac, seed=args.seed, k=args.k,

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from embeddings.names import DEFAULT_MODEL, ENGINES, RUNTIMES
+from embeddings.names import DEFAULT_MODEL, DEVICES, ENGINES, RUNTIMES
 from jobs.errors import JobFailed, UsageError
 
 
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--images", type=Path, help="a folder of images; item_id is the relative path")
     parser.add_argument("--out", type=Path, required=True, help="the embedding set folder to write")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="timm name, checkpoint or artifact folder")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None,
                         help="decoding workers: processes (torch), threads (onnxruntime); default cores - 1")

@@ -13,8 +13,9 @@ from typing import Any
 
 import tomllib
 
-from embeddings.names import DEFAULT_MODEL
+from embeddings.names import DEFAULT_MODEL, DEVICES, ENGINES, RUNTIMES
 from jobs.errors import UsageError
+from recsys.names import BEHAVIOUR_MODELS
 
 
 @dataclass
@@ -56,8 +57,8 @@ SECTIONS: dict[str, dict[str, str]] = {
     "behaviour": {"events": "events", "model": "behaviour_model"},
     "gates": {k: k for k in ("max_item_drop", "recall_margin", "keep_rejected")},
 }
-CHOICES = {"device": ("auto", "cpu", "cuda"), "runtime": ("auto", "torch", "onnx"),
-           "engine": ("local", "ray"), "behaviour_model": ("auto", "cooc", "ease")}
+CHOICES = {"device": DEVICES, "runtime": RUNTIMES, "engine": ENGINES,
+           "behaviour_model": ("auto", *BEHAVIOUR_MODELS)}
 
 
 def _kind(name: str) -> type:

@@ -17,9 +17,8 @@ from recsys.models.hybrid import COLD_MODES, HybridModel
 from recsys.models.implicit_models import AlsModel, ItemKnnModel
 from recsys.models.popularity import PopularityModel
 from recsys.models.visual import VisualModel
+from recsys.names import BEHAVIOUR_MODELS, DEFAULT_BEHAVIOUR_MODELS
 
-BEHAVIOUR_MODELS = ("cooc", "cosine", "bm25", "ease", "als")
-DEFAULT_BEHAVIOUR_MODELS = ("cosine", "bm25", "ease", "als")
 EASE_MAX_ITEMS = 20000
 
 # name -> (model class, default params): what each name means
