@@ -26,7 +26,8 @@ VECTORS_FILE = "vectors.npy"
 NEIGHBOURS_FILE = "neighbours.npy"
 NEIGHBOUR_SCORES_FILE = "neighbour_scores.npy"
 MMAP_MIN_BYTES = 1 << 30
-BRUTE_FORCE_MAX = 50_000  # a filter leaving at most this many items is answered by exact search
+BRUTE_FORCE_MAX = 50_000  # with no ID selector, a filter leaving at most this many items: exact search
+EXACT_MAX_FLOATS = 1 << 20  # a filter leaving items x dim at most this: exact search (a 4 MiB read)
 
 
 class LoadedIndex:
@@ -59,6 +60,7 @@ class LoadedIndex:
         factory = str(meta.get("factory", ""))
         self.rescore = any(code in factory for code in ("PQ", "SQ", "LSH", "RaBitQ"))
         self._hnsw = hnsw_of(index)
+        self._ivf = _ivf_of(index)
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -123,37 +125,36 @@ class LoadedIndex:
         return scores, ids
 
     def similar(self, item_id: str, k: int, exclude: Collection[str] = (),
-                where: Callable[[pd.DataFrame], pd.Series] | None = None) -> list[tuple[str, float]]:
+                where: Callable[[pd.DataFrame], pd.Series] | None = None,
+                allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
         """The k items most like `item_id` (never itself), best first, as (item_id, cosine score).
 
-        `exclude` ids are left out; `where(items)` gives a boolean mask over `items` (for example
-        `lambda it: it["category"] == "shoes"`). Answers by lookup in the stored neighbour lists
-        when they hold enough, by exact search over a small filtered subset, else by index search.
+        `exclude` ids are left out; only rows where `allowed` (a boolean mask over `items`) is
+        true, or where `where(items)` is (for example `lambda it: it["category"] == "shoes"`), may
+        come back. Answers by lookup in the stored neighbour lists when they hold enough allowed
+        items, else by `nearest` (a filtered search that never comes back short).
         """
         row = self.row(item_id)
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         banned = {row} | {self._row_of_item.get_loc(e) for e in exclude if e in self._row_of_item}
-        allowed = None
         if where is not None:
-            mask = np.array(where(self.items), dtype=bool)  # a copy: it is edited below
-            if mask.shape != (len(self),):
-                raise InputError(f"where() must return one boolean per item ({len(self)}), got {mask.shape}")
-            allowed = mask
-            allowed[list(banned)] = False
-            if allowed.sum() <= BRUTE_FORCE_MAX:
-                return self._exact_among(row, np.flatnonzero(allowed), k)
-        else:
-            stored = self.stored_neighbours(row, k, banned)
-            if stored is not None:
-                return stored
-        return self._search_filtered(row, k, banned, allowed)
+            mask = np.array(where(self.items), dtype=bool)
+            allowed = mask if allowed is None else mask & allowed
+        if allowed is not None and allowed.shape != (len(self),):
+            raise InputError(f"the filter mask must hold one boolean per item ({len(self)}), "
+                             f"got {allowed.shape}")
+        stored = self.stored_neighbours(row, k, banned, allowed)
+        if stored is not None:
+            return stored
+        return self.nearest(np.asarray(self.vectors[row], dtype=np.float32), k, banned, allowed)
 
-    def stored_neighbours(self, row: int, k: int,
-                          banned: Collection[int] = ()) -> list[tuple[str, float]] | None:
+    def stored_neighbours(self, row: int, k: int, banned: Collection[int] = (),
+                          allowed: np.ndarray | None = None) -> list[tuple[str, float]] | None:
         """The k nearest items to the item in `row` from the version's stored neighbour lists, as
-        (item_id, cosine score), leaving out the item itself and the `banned` rows; None when the
-        version has no lists or its list holds fewer such items (and not every other item)."""
+        (item_id, cosine score), leaving out the item itself, the `banned` rows and rows `allowed`
+        says no to; None when the version has no lists or its list holds fewer such items (and not
+        every other item)."""
         neighbours, scores = self.neighbours, self.neighbour_scores
         if neighbours is None:
             return None
@@ -164,16 +165,61 @@ class LoadedIndex:
         ids = self._id_list
         pairs = []
         for r, score in zip(neighbours[row].tolist(), scores[row].tolist()):
-            if r >= 0 and r != row and r not in banned:
+            if r >= 0 and r != row and r not in banned and (allowed is None or allowed[r]):
                 pairs.append((ids[r], score))
                 if len(pairs) == k:
                     return pairs
         return pairs if complete else None
 
-    def _search_filtered(self, row: int, k: int, banned: set[int], allowed: np.ndarray | None) -> list:
+    def nearest(self, q: np.ndarray, k: int, banned: Collection[int] = (),
+                allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The k rows nearest to the unit vector `q` among those `allowed` (a boolean mask over
+        `items`; None: all) and not `banned`, as (item_id, cosine score), best first. Never short:
+        min(k, allowed rows) come back.
+
+        A small allowed set is searched exactly over its stored vectors; a larger one by the index
+        with a FAISS ID selector where the index type takes one (HNSW, IVF), else by over-fetching;
+        whenever the approximate search comes back short, exactly over the allowed rows."""
+        banned = set(banned)
+        if allowed is None:
+            return self._search_filtered(q, k, banned, None)
+        allowed = np.array(allowed, dtype=bool)  # a copy: edited below
+        allowed[list(banned)] = False
+        rows = np.flatnonzero(allowed)
+        if len(rows) * self.dim <= EXACT_MAX_FLOATS:
+            return self._exact_among(q, rows, k)
+        found = self._search_selected(q, k, rows)
+        if found is not None and len(found) >= min(k, len(rows)):
+            return found
+        if len(rows) <= BRUTE_FORCE_MAX:
+            return self._exact_among(q, rows, k)
+        return self._search_filtered(q, k, banned, allowed)
+
+    def _search_selected(self, q: np.ndarray, k: int, rows: np.ndarray) -> list[tuple[str, float]] | None:
+        """A FAISS search restricted to `rows` by an IDSelectorBatch; None where the index type
+        takes no selector."""
+        params = self._selector_params(self.fids[rows], k)
+        if params is None:
+            return None
+        D, found = self._search_rows(q[None, :], min(k, len(rows)), params)
+        return [(self._item_ids[r], float(s)) for r, s in zip(found[0], D[0]) if r >= 0]
+
+    def _selector_params(self, fids: np.ndarray, k: int) -> faiss.SearchParameters | None:
+        fids = np.ascontiguousarray(fids, dtype=np.int64)
+        selector = faiss.IDSelectorBatch(len(fids), faiss.swig_ptr(fids))
+        if self._hnsw is not None:
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self._hnsw.hnsw.efSearch, 2 * k))
+        elif self._ivf is not None:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._ivf.nprobe)
+        else:
+            return None
+        params.keep_alive = (selector, fids)  # the selector reads `fids`; both must outlive the search
+        return params
+
+    def _search_filtered(self, q: np.ndarray, k: int, banned: set[int], allowed: np.ndarray | None) -> list:
         share = 1.0 if allowed is None else max(allowed.mean(), 1e-9)
         fetch = min(len(self), math.ceil((k + len(banned)) / share * 1.5) + 1)
-        xq = np.asarray(self.vectors[row], dtype=np.float32)[None, :]
+        xq = q[None, :]
         while True:
             D, found = self._search_rows(xq, fetch)
             hits = found[0] >= 0
@@ -188,21 +234,24 @@ class LoadedIndex:
             if allowed is None:
                 allowed = np.ones(len(self), dtype=bool)
                 allowed[list(banned)] = False
-            return self._exact_among(row, np.flatnonzero(allowed), k)
+            return self._exact_among(q, np.flatnonzero(allowed), k)
         return [(self._item_ids[r], float(s)) for r, s in zip(rows[ok][:k], D[0][hits][ok][:k], strict=True)]
 
-    def _exact_among(self, row: int, candidates: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def _exact_among(self, q: np.ndarray, candidates: np.ndarray, k: int) -> list[tuple[str, float]]:
         if len(candidates) == 0:
             return []
-        q = np.asarray(self.vectors[row], dtype=np.float32)
-        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ q
-        top = np.argsort(-scores, kind="stable")[:k]
+        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ np.asarray(q, dtype=np.float32)
+        if len(scores) > max(k, 2048):  # argpartition first; small sets sort stably (ties keep row order)
+            part = np.argpartition(-scores, k - 1)[:k]
+            top = part[np.argsort(-scores[part], kind="stable")]
+        else:
+            top = np.argsort(-scores, kind="stable")[:k]
         return [(self._item_ids[candidates[t]], float(scores[t])) for t in top]
 
-    def _search_rows(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_rows(self, xq: np.ndarray, k: int,
+                     params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
         """FAISS search giving item rows (-1: none), with exact scores for compressed indexes."""
-        params = None
-        if self._hnsw is not None and k > self._hnsw.hnsw.efSearch:
+        if params is None and self._hnsw is not None and k > self._hnsw.hnsw.efSearch:
             # HNSW finds at most about efSearch results: widen the search for long lists
             params = faiss.SearchParametersHNSW(efSearch=2 * k)
         D, fids = self.index.search(xq, k, params=params)
@@ -229,6 +278,13 @@ class LoadedIndex:
         if not np.all(np.isfinite(xq)) or np.any(norms == 0):
             raise InputError("query vectors must be finite and non-zero")
         return np.ascontiguousarray(xq / norms)
+
+
+def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
 
 
 def _plain(value: Any) -> Any:

@@ -26,7 +26,7 @@ The rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from recsys.errors import InputError, UnknownItem
+from recsys.filters import Filter, RowFilters, parse_filter
 
 if TYPE_CHECKING:
     from index.loaded import LoadedIndex
@@ -54,19 +55,34 @@ RAW_VECTOR = "a raw vector is answered by image similarity"
 class Constraints:
     """What every result must satisfy besides its mode. Hashable (part of the API's cache keys).
 
-    A new kind of constraint (issue 13: `filter`, `group_by`, `diversity`, business rules) is a
-    field here, applied in `Answers._allowed` (a mask over the index's rows) or `Answers._select`
-    (over a ranked candidate list); every route and command then honours it.
+    A new kind of constraint (business rules) is a field here, applied in `Answers._allowed` (a
+    mask over the index's rows) or `Answers._arrange` (over a ranked candidate list); every route
+    and command then honours it.
     """
 
     exclude: tuple[str, ...] = ()  # sorted, unique (use `Constraints.of`)
     category: str | None = None
     in_stock: bool = False  # visual answers too hold only items in stock
+    filter: Filter | None = None  # recsys.filters: catalogue conditions, all must hold
+    group_by: str | None = None  # at most one result per value of this catalogue column
+    diversity: float = 0.0  # 0..1: maximal-marginal-relevance trade-off on the visual vectors
 
     @classmethod
-    def of(cls, exclude: Iterable[str] = (), category: str | None = None,
-           in_stock: bool = False) -> Constraints:
-        return cls(tuple(sorted(set(exclude))), category, in_stock)
+    def of(cls, exclude: Iterable[str] = (), category: str | None = None, in_stock: bool = False,
+           filter: Filter | str | dict[str, Any] | None = None,  # noqa: A002 - the API's name
+           group_by: str | None = None, diversity: float = 0.0) -> Constraints:
+        """Raises InputError for a malformed filter or a diversity outside 0..1."""
+        if not isinstance(filter, tuple):
+            filter = parse_filter(filter)
+        if not 0.0 <= diversity <= 1.0:
+            raise InputError(f"diversity must be from 0 to 1, got {diversity}")
+        return cls(tuple(sorted(set(exclude))), category, in_stock, filter, group_by or None,
+                   float(diversity))
+
+    @property
+    def arranges(self) -> bool:
+        """Whether the ranked list is rearranged (grouped or diversified) after selection."""
+        return self.group_by is not None or self.diversity > 0.0
 
 
 NO_CONSTRAINTS = Constraints()
@@ -74,16 +90,29 @@ NO_CONSTRAINTS = Constraints()
 
 @dataclass(slots=True)
 class Answer:
-    """Ranked rows (item_id, score), best first; `extras[i]`: fields row i carries besides those."""
+    """Ranked rows (item_id, score), best first; `extras[i]`: fields row i carries besides those;
+    `sources[i]`: each source's part of row i's score (None: all of it from `mode`)."""
 
     rows: list[tuple[str, float]]
     mode: str = "visual"  # the mode that answered
     requested_mode: str = "visual"
     note: str | None = None  # why `mode` differs from `requested_mode`
     extras: list[dict[str, Any]] | None = field(default=None)
+    sources: list[dict[str, float]] | None = field(default=None)
 
     def ids(self) -> list[str]:
         return [item_id for item_id, _ in self.rows]
+
+    def why(self, n: int) -> dict[str, Any]:
+        """Row n's reasons: `{"sources": {source: part of the score}}` (6 decimals)."""
+        if self.sources is None:
+            return {"sources": {self.mode: round(self.rows[n][1], 6)}}
+        return {"sources": {name: round(part, 6) for name, part in self.sources[n].items()}}
+
+
+# A ranked candidate row inside this module: (item_id, score, source), source being "visual",
+# "behaviour" or "hybrid" (a hybrid score is split into its parts once the rows are final).
+Row = tuple[str, float, str]
 
 
 class Answers:
@@ -101,6 +130,8 @@ class Answers:
         self._categories = items["category"].astype(str).to_numpy(dtype=str) if "category" in items else None
         self._in_stock = (items["in_stock"].fillna(False).astype(bool).to_numpy()
                           if "in_stock" in items else None)
+        self.filters = RowFilters(items)
+        self._groups: dict[str, np.ndarray] = {}
         if behaviour is not None:
             self.model = behaviour.model
             self.hybrid = behaviour.hybrid()
@@ -145,6 +176,14 @@ class Answers:
             return mode, None
         return "visual", NO_BEHAVIOUR
 
+    def check(self, constraints: Constraints) -> None:
+        """InputError naming what this version's catalogue cannot honour: a filter or group_by
+        column it lacks, a range over a column that holds no numbers."""
+        self.filters.check(constraints.filter)
+        if constraints.group_by is not None and constraints.group_by not in self.filters.columns:
+            raise InputError(f"group_by: unknown column {constraints.group_by!r} (the catalogue has "
+                             f"{', '.join(sorted(self.filters.columns))})")
+
     # -- similar items -------------------------------------------------------------------------
     def stored_similar(self, item_id: str, k: int, mode: str = DEFAULT_MODE) -> Answer | None:
         """The unconstrained answer when the stored neighbour lists hold it, else None (a live
@@ -159,44 +198,56 @@ class Answers:
     def similar(self, item_id: str, k: int = 10, mode: str = DEFAULT_MODE,
                 constraints: Constraints = NO_CONSTRAINTS) -> Answer:
         """Items most like `item_id`; raises UnknownItem when neither the index nor the behaviour
-        data knows it, InputError for a bad mode or k."""
+        data knows it, InputError for a bad mode, k or constraint."""
         self._check(k, mode)
+        self.check(constraints)
         used, note = self.answering_mode(mode)
         if used == "visual":
             if item_id not in self.row_of:
                 raise UnknownItem(item_id)
-            rows = self._visual(item_id, k, constraints, stock=constraints.in_stock)
+            stock = constraints.in_stock
+            rows = self._arrange(lambda n: self._visual(item_id, n, constraints, stock), k, constraints)
         else:
-            rows = self._blended(item_id, k, used, constraints)
-        return Answer(rows, used, mode, note)
+            self._known(item_id)
+            rows = self._arrange(lambda n: self._blended(item_id, n, used, constraints), k, constraints)
+        return self._answer(rows, used, mode, note, item_id)
+
+    def _known(self, item_id: str) -> None:
+        if item_id not in self.row_of and self._position(item_id) is None:
+            raise UnknownItem(item_id)
+
+    def _position(self, item_id: str) -> int | None:
+        try:
+            return self.model.item_position(item_id)
+        except UnknownItem:
+            return None
 
     def _visual(self, item_id: str, k: int, constraints: Constraints, stock: bool,
-                exclude: Iterable[str] | None = None) -> list[tuple[str, float]]:
+                exclude: Iterable[str] | None = None) -> list[Row]:
         allowed = self._allowed(constraints, stock)
-        where = None if allowed is None else (lambda _items: allowed)
         exclude = constraints.exclude if exclude is None else tuple(exclude)
-        found = self.index.similar(item_id, k, exclude=exclude, where=where)
-        return [(str(i), float(s)) for i, s in found]
+        k = min(k, len(self))
+        found = self.index.similar(item_id, k, exclude=exclude, allowed=allowed)
+        return [(str(i), float(s), "visual") for i, s in found]
 
-    def _blended(self, item_id: str, k: int, mode: str, constraints: Constraints) -> list[tuple[str, float]]:
+    def _blended(self, item_id: str, k: int, mode: str, constraints: Constraints) -> list[Row]:
         in_index = item_id in self.row_of
-        try:
-            position: int | None = self.model.item_position(item_id)
-        except UnknownItem:
-            position = None
-        if not in_index and position is None:
-            raise UnknownItem(item_id)
+        position = self._position(item_id)
         if mode == "hybrid" and position is None:  # no behaviour for this item yet
             return self._visual(item_id, k, constraints, stock=True)
         source = self.hybrid if mode == "hybrid" else self.model
-        ids, scores = source.similar_items(item_id, CANDIDATES)
+        # A filter may leave few of the first candidates: then every candidate the source has is looked at.
+        wanted = len(self.model.item_ids) if constraints.filter is not None or constraints.arranges \
+            else CANDIDATES
+        ids, scores = source.similar_items(item_id, wanted)
         banned = set(constraints.exclude) | {item_id}
-        rows = self._select(ids, scores, k, banned, self._allowed(constraints, True))
+        allowed = self._allowed(constraints, True)
+        rows = [(i, s, mode) for i, s in self._select(ids, scores, k, banned, allowed)]
         if mode == "hybrid" and len(rows) < k and in_index:
             # the blended list ran dry under the constraints: top up with visual neighbours, ranked after
-            have = {i for i, _ in rows} | set(constraints.exclude)
+            have = {i for i, _, _ in rows} | set(constraints.exclude)
             extra = self._visual(item_id, k + len(have), constraints, stock=True, exclude=have)
-            rows += [(i, s * TOP_UP_SCALE) for i, s in extra[: k - len(rows)]]
+            rows += [(i, s * TOP_UP_SCALE, "visual") for i, s, _ in extra[: k - len(rows)]]
         return rows
 
     def _select(self, ids: np.ndarray, scores: np.ndarray, k: int, banned: set[str],
@@ -218,42 +269,153 @@ class Answers:
         """Nearest items to unit vectors (image similarity only: behaviour models know items, not
         vectors), over-fetching to make room for the constraints."""
         self._check(k, mode)
+        self.check(constraints)
         note = None if mode == "visual" else RAW_VECTOR
         allowed = self._allowed(constraints, constraints.in_stock)
-        if not constraints.exclude and allowed is None:
-            fetch = k
-        else:
-            fetch = max(4 * k, k + len(constraints.exclude)) if allowed is None else max(20 * k, 200)
-            fetch = min(len(self), fetch)
-        scores, ids = self.index.search(np.ascontiguousarray(xq, dtype=np.float32), fetch)
-        banned = set(constraints.exclude)
+        xq = np.ascontiguousarray(xq, dtype=np.float32)
+        if allowed is not None or constraints.arranges:
+            banned = [self.row_of[i] for i in constraints.exclude if i in self.row_of]
+
+            def nearest(q: np.ndarray) -> Callable[[int], list[Row]]:
+                return lambda n: [(i, s, "visual") for i, s in
+                                  self.index.nearest(q, min(n, len(self)), banned, allowed)]
+
+            return [self._answer(self._arrange(nearest(q), k, constraints), "visual", mode, note)
+                    for q in xq]
+        fetch = k if not constraints.exclude else min(len(self), max(4 * k, k + len(constraints.exclude)))
+        scores, ids = self.index.search(xq, fetch)
+        banned_ids = set(constraints.exclude)
         # ids are "" where the index found fewer: not catalogue items, so _select leaves them out
-        return [Answer(self._select(row_ids, row_scores, k, banned, allowed), "visual", mode, note)
+        return [Answer(self._select(row_ids, row_scores, k, banned_ids, None), "visual", mode, note)
                 for row_ids, row_scores in zip(ids, scores)]
+
+    # -- arranging and explaining ----------------------------------------------------------------
+    def _arrange(self, ranked: Callable[[int], list[Row]], k: int, constraints: Constraints) -> list[Row]:
+        """`ranked(n)` (the best n candidates under the constraints) cut to k, after group_by
+        (the best row of each value) and diversity (maximal marginal relevance). Asks for more
+        candidates until k groups are found or the candidates run out."""
+        if not constraints.arranges:
+            return ranked(k)
+        pool = max(3 * k, k + 20) if constraints.diversity > 0 else k
+        fetch = max(4 * k, pool)
+        while True:
+            rows = ranked(fetch)
+            picked = self._group(rows, constraints.group_by) if constraints.group_by else rows
+            if len(picked) >= pool or len(rows) < fetch or fetch >= len(self):
+                break
+            fetch *= 4
+        if constraints.diversity > 0:
+            return self._mmr(picked[:pool], k, constraints.diversity)
+        return picked[:k]
+
+    def _group(self, rows: list[Row], column: str) -> list[Row]:
+        values = self._groups.get(column)
+        if values is None:
+            values = self.index.items[column].to_numpy(dtype=object)
+            self._groups[column] = values
+        seen: set[Any] = set()
+        out = []
+        for row in rows:
+            value = values[self.row_of[row[0]]]
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                out.append(row)  # no value: a group of its own
+            elif value not in seen:
+                seen.add(value)
+                out.append(row)
+        return out
+
+    def _mmr(self, rows: list[Row], k: int, diversity: float) -> list[Row]:
+        """Greedy maximal marginal relevance: each pick maximises (1 - d) * score - d * (its
+        highest cosine to an item already picked), over the items' visual vectors."""
+        if len(rows) <= 1:
+            return rows[:k]
+        vectors = np.asarray(self.index.vectors[[self.row_of[i] for i, _, _ in rows]], dtype=np.float32)
+        relevance = np.array([s for _, s, _ in rows], dtype=np.float64)
+        closest = np.full(len(rows), -np.inf)
+        taken = np.zeros(len(rows), dtype=bool)
+        order = []
+        for _ in range(min(k, len(rows))):
+            value = (1.0 - diversity) * relevance - diversity * np.where(np.isinf(closest), 0.0, closest)
+            value[taken] = -np.inf
+            pick = int(np.argmax(value))
+            order.append(pick)
+            taken[pick] = True
+            closest = np.maximum(closest, vectors @ vectors[pick])
+        return [rows[i] for i in order]
+
+    def _answer(self, rows: list[Row], used: str, mode: str, note: str | None,
+                item_id: str | None = None) -> Answer:
+        """An Answer from ranked rows; `sources` only where a row's score is not all from `used`."""
+        pairs = [(i, s) for i, s, _ in rows]
+        if all(source == used for _, _, source in rows) and used != "hybrid":
+            return Answer(pairs, used, mode, note)
+        hybrid_parts = {}
+        if item_id is not None and any(source == "hybrid" for _, _, source in rows):
+            position = self._position(item_id)
+            hybrid_ids = [i for i, _, source in rows if source == "hybrid"]
+            if position is not None:
+                hybrid_parts = dict(zip(hybrid_ids, self._behaviour_parts(np.array([position]),
+                                                                           np.array([1.0]), hybrid_ids)))
+        sources = []
+        for i, s, source in rows:
+            if source == "hybrid":
+                part = hybrid_parts.get(i)
+                sources.append({"hybrid": s} if part is None else {"visual": s - part, "behaviour": part})
+            else:
+                sources.append({source: s})
+        return Answer(pairs, used, mode, note, sources=sources)
+
+    def _behaviour_parts(self, positions: np.ndarray, weights: np.ndarray,
+                         ids: list[str]) -> list[float] | None:
+        """The behaviour part of hybrid scores for `ids`, given the history (model positions and
+        weights) they were scored from; None when the hybrid model does not expose its parts."""
+        part = getattr(self.hybrid, "behaviour_part", None)
+        weight = getattr(self.hybrid, "weight", None)
+        if part is None or weight is None or not ids:
+            return None
+        columns = [self.model.item_position(i) for i in ids]
+        history = np.zeros(part.shape[0], dtype=np.float32)
+        history[positions] = weights
+        values = part[:, columns].T @ history
+        return [float(weight) * float(v) for v in np.asarray(values).ravel()]
 
     # -- users ---------------------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 10, constraints: Constraints = NO_CONSTRAINTS) -> Answer:
         """Personal items for a known user (seen and bought ones dropped), popular ones otherwise;
         each row's `source` says which. Raises InputError when the version has no behaviour data."""
         self._check(k, "hybrid")
+        self.check(constraints)
         if self.behaviour is None:
             raise InputError(self.behaviour_error or f"version {self.version}: no behaviour data")
         user = self._users.get(user_id)
         interactions = self.behaviour.interactions
+        history = None
         if user is None:
             popularity = self.hybrid.popularity
             scores = popularity.astype(np.float32) if popularity is not None \
                 else np.zeros(len(self.model.item_ids), np.float32)
             source = "popular"
         else:
-            scores = self.hybrid.score_histories(interactions.recent[user])[0]
+            history = interactions.recent[user]
+            scores = self.hybrid.score_histories(history)[0]
             scores[interactions.matrix[user].indices] = -np.inf
             source = "personal"
         scores = scores.copy()
         scores[~self._model_allowed(constraints)] = -np.inf
-        ids, top = self.hybrid._top(scores, k)
-        rows = [(str(i), float(s)) for i, s in zip(ids, top)]
-        return Answer(rows, "hybrid", "hybrid", None, [{"source": source}] * len(rows))
+
+        def ranked(n: int) -> list[Row]:
+            ids, top = self.hybrid._top(scores, n)
+            return [(str(i), float(s), "hybrid") for i, s in zip(ids, top)]
+
+        rows = self._arrange(ranked, k, constraints)
+        pairs = [(i, s) for i, s, _ in rows]
+        if history is None:
+            sources = [{"popularity": s} for _, s in pairs]
+        else:
+            parts = self._behaviour_parts(history.indices, history.data, [i for i, _ in pairs])
+            sources = [{"hybrid": s} if parts is None else {"visual": s - p, "behaviour": p}
+                       for (_, s), p in zip(pairs, parts or [None] * len(pairs))]
+        return Answer(pairs, "hybrid", "hybrid", None, [{"source": source}] * len(rows), sources)
 
     # -- constraints ---------------------------------------------------------------------------
     def _allowed(self, constraints: Constraints, stock: bool) -> np.ndarray | None:
@@ -265,6 +427,9 @@ class Answers:
             same = (self._categories == constraints.category if self._categories is not None
                     else np.zeros(len(self), dtype=bool))
             mask = same if mask is None else mask & same
+        if constraints.filter is not None:
+            matching = self.filters.mask(constraints.filter)
+            mask = matching if mask is None else mask & matching
         return mask
 
     def _model_allowed(self, constraints: Constraints) -> np.ndarray:

@@ -84,7 +84,7 @@ class Snapshot:
 
     def results(self, answer: Answer) -> bytes:
         """The answer's rows as a JSON array: item_id, score (6 decimals), the row's extra fields,
-        then the item's metadata."""
+        `why`, then the item's metadata."""
         meta = self.meta
         parts = []
         extras = answer.extras
@@ -92,6 +92,7 @@ class Snapshot:
             head = {"item_id": item_id, "score": round(score, 6)}
             if extras is not None:
                 head.update({k: v for k, v in extras[n].items() if k not in head and k not in self.columns})
+            head["why"] = answer.why(n)
             text = orjson.dumps(head)
             members = meta.get(item_id)
             parts.append(text[:-1] + b"," + members + b"}" if members else text)
