@@ -3,6 +3,7 @@
     answers = Answers.load(store_dir, version=None)         # CURRENT by default
     answers.similar(item_id, k, mode, constraints)           -> Answer
     answers.stored_similar(item_id, k, mode)                 -> Answer | None  (lookup only: the fast path)
+    answers.similar_batch(item_ids, k, mode, constraints)    -> [Answer, ...]  (export: batched search)
     answers.similar_to_vectors(unit_vectors, k, constraints) -> [Answer, ...]
     answers.recommend(user_id, k, constraints)               -> Answer
 
@@ -211,6 +212,30 @@ class Answers:
             self._known(item_id)
             rows = self._arrange(lambda n: self._blended(item_id, n, used, constraints), k, constraints)
         return self._answer(rows, used, mode, note, item_id)
+
+    def similar_batch(self, item_ids: list[str], k: int = 10, mode: str = DEFAULT_MODE,
+                      constraints: Constraints = NO_CONSTRAINTS) -> list[Answer]:
+        """`similar` for many items at once (export): unconstrained visual answers come from the
+        stored neighbour lists or one FAISS search for the whole batch; everything else item by item."""
+        self._check(k, mode)
+        self.check(constraints)
+        used, note = self.answering_mode(mode)
+        plain = used == "visual" and constraints == NO_CONSTRAINTS
+        if not plain or not item_ids:
+            return [self.similar(i, k, mode, constraints) for i in item_ids]
+        rows = [self.row_of[i] if i in self.row_of else None for i in item_ids]
+        if None in rows:
+            raise UnknownItem(item_ids[rows.index(None)])
+        answers: list[Answer | None] = [self.stored_similar(i, k, mode) for i in item_ids]
+        missing = [n for n, answer in enumerate(answers) if answer is None]
+        if missing:
+            fetch = min(len(self), k + 1)
+            xq = np.asarray(self.index.vectors[[rows[n] for n in missing]], dtype=np.float32)
+            scores, found = self.index.search(xq, fetch)
+            for n, row_ids, row_scores in zip(missing, found, scores):
+                pairs = self._select(row_ids, row_scores, k, {item_ids[n]}, None)
+                answers[n] = Answer(pairs, used, mode, note)
+        return answers  # type: ignore[return-value]
 
     def _known(self, item_id: str) -> None:
         if item_id not in self.row_of and self._position(item_id) is None:

@@ -205,3 +205,43 @@ def test_cli_filter_group_by_and_bad_filters(store: Path, capsys: pytest.Capture
     assert "unknown column 'size'" in capsys.readouterr().err
     assert main(["recommend", "--store", str(store), "u1", "--filter", "{nope"]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_similar_batch_answers_like_one_at_a_time(store: Path) -> None:
+    answers = Answers.load(store, behaviour="none")
+    answers.index.neighbours = None  # no stored lists: one FAISS search for the batch
+    batch = answers.similar_batch(IDS, 4, "visual")
+    for item_id, answer in zip(IDS, batch):
+        one = answers.similar(item_id, 4, "visual")
+        assert answer.ids() == one.ids() and item_id not in answer.ids()
+        assert [s for _, s in answer.rows] == pytest.approx([s for _, s in one.rows], abs=1e-3)
+
+
+def test_export_writes_every_items_neighbours_and_users(store: Path, answers: Answers, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "export"
+    assert main(["export", "--store", str(store), "--out", str(out), "-k", "3", "--mode", "visual",
+                 "--batch-size", "5"]) == 0
+    similar_items = pd.read_parquet(out / "similar_items.parquet")
+    assert list(similar_items.columns) == ["item_id", "rank", "neighbour_id", "score"]
+    assert len(similar_items) == 3 * N
+    first = similar_items[similar_items["item_id"] == "i00"]
+    assert first["neighbour_id"].tolist() == ["i01", "i02", "i03"] and first["rank"].tolist() == [1, 2, 3]
+    assert first["score"].tolist() == pytest.approx([np.cos(np.radians(a)) for a in (10, 20, 30)], abs=1e-6)
+    assert main(["export", "--store", str(store), "--out", str(out), "-k", "2", "--users",
+                 "--filter", '{"colour": "red"}']) == 0
+    similar_items = pd.read_parquet(out / "similar_items.parquet")
+    for item_id, group in similar_items.groupby("item_id"):
+        assert group["neighbour_id"].tolist() == answers.similar(
+            item_id, 2, "hybrid", Constraints.of(filter={"colour": "red"})).ids()
+    users = pd.read_parquet(out / "user_recommendations.parquet")
+    assert list(users.columns) == ["user_id", "rank", "item_id", "score"]
+    red = Constraints.of(filter={"colour": "red"})
+    # a user who has seen every red item in stock gets none (and has no rows)
+    assert set(users["user_id"]) == {f"u{u}" for u in range(40) if answers.recommend(f"u{u}", 2, red).rows}
+    u1 = users[users["user_id"] == "u1"]["item_id"].tolist()
+    assert u1 == answers.recommend("u1", 2, Constraints.of(filter={"colour": "red"})).ids()
+    assert sorted(p.name for p in out.iterdir()) == ["similar_items.parquet", "user_recommendations.parquet"]
+    capsys.readouterr()
+    assert main(["export", "--store", str(store), "--out", str(out), "--filter", '{"size": 1}']) == 2
+    assert "unknown column 'size'" in capsys.readouterr().err

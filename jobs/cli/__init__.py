@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "jobs.cli.embed",
     "jobs.cli.index",
     "jobs.cli.query",
+    "jobs.cli.export",
     "jobs.cli.bench",
     "jobs.cli.serve",
     "jobs.cli.behaviour",
