@@ -6,6 +6,7 @@
     answers.similar_batch(item_ids, k, mode, constraints)    -> [Answer, ...]  (export: batched search)
     answers.similar_to_vectors(unit_vectors, k, constraints) -> [Answer, ...]
     answers.recommend(user_id, k, constraints)               -> Answer
+    answers.session(positive, negative, k, mode, constraints) -> Answer   (anonymous sessions)
 
 Everything that decides what comes back lives here: candidate lookup (the version's stored
 neighbour lists, a live index search, the behaviour and hybrid models), exclusions, stock, filters
@@ -27,12 +28,13 @@ The rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 
 from recsys.errors import InputError, UnknownItem
 from recsys.filters import Filter, RowFilters, parse_filter
@@ -50,6 +52,8 @@ CANDIDATES = 200  # hybrid and behaviour lists are cut to this many before the c
 TOP_UP_SCALE = 1e-3  # visual neighbours that top up a hybrid list rank after its blended part
 NO_BEHAVIOUR = "no behaviour data in this version: answered by image similarity"
 RAW_VECTOR = "a raw vector is answered by image similarity"
+COLD_SESSION = "no behaviour data for these items: answered by image similarity"
+NEGATIVE_WEIGHT = 0.5  # a session's negatives count this much against its positives
 
 
 @dataclass(frozen=True)
@@ -441,6 +445,86 @@ class Answers:
             sources = [{"hybrid": s} if parts is None else {"visual": s - p, "behaviour": p}
                        for (_, s), p in zip(pairs, parts or [None] * len(pairs))]
         return Answer(pairs, "hybrid", "hybrid", None, [{"source": source}] * len(rows), sources)
+
+    # -- sessions ------------------------------------------------------------------------------
+    def knows(self, item_id: str) -> bool:
+        """Whether the index or the behaviour data knows the item."""
+        return item_id in self.row_of or (self.behaviour is not None and self._position(item_id) is not None)
+
+    def session(self, positive: Sequence[str], negative: Sequence[str] = (), k: int = 10,
+                mode: str = DEFAULT_MODE, constraints: Constraints = NO_CONSTRAINTS) -> Answer:
+        """Items for an anonymous session, or "more like these, less like that": the positives'
+        scores minus NEGATIVE_WEIGHT times the negatives' (visual: the nearest items to the mean
+        positive vector minus NEGATIVE_WEIGHT times the mean negative one). Positives and negatives
+        never come back; ids the version does not know are ignored (UnknownItem when no positive is
+        known). Each row's `because`: up to 3 positives that led to it, the strongest first."""
+        self._check(k, mode)
+        self.check(constraints)
+        used, note = self.answering_mode(mode)
+        banned = set(positive) | set(negative) | set(constraints.exclude)
+        if used == "hybrid" and all(self._position(i) is None for i in positive):
+            used, note = "visual", COLD_SESSION
+        if used == "visual":
+            pos = [self.row_of[i] for i in dict.fromkeys(positive) if i in self.row_of]
+            if not pos:
+                raise UnknownItem(positive[0] if positive else "")
+            neg = [self.row_of[i] for i in dict.fromkeys(negative) if i in self.row_of]
+            vectors = np.asarray(self.index.vectors[pos], dtype=np.float32)
+            q = vectors.mean(axis=0)
+            if neg:
+                q = q - NEGATIVE_WEIGHT * np.asarray(self.index.vectors[neg], dtype=np.float32).mean(axis=0)
+            norm = float(np.linalg.norm(q))
+            q = q / norm if norm > 0 else vectors[0]
+            banned_rows = [self.row_of[i] for i in banned if i in self.row_of]
+            allowed = self._allowed(constraints, constraints.in_stock)
+            rows = self._arrange(lambda n: [(i, s, "visual") for i, s in self.index.nearest(
+                q, min(n, len(self)), banned_rows, allowed)], k, constraints)
+            answer = self._answer(rows, used, mode, note)
+            pos_ids = [self.item_ids[r] for r in pos]
+            extras = []
+            for item_id in answer.ids():
+                cosines = vectors @ np.asarray(self.index.vectors[self.row_of[item_id]], dtype=np.float32)
+                extras.append({"because": [pos_ids[j] for j in np.argsort(-cosines, kind="stable")[:3]]})
+            answer.extras = extras
+            return answer
+        pos = [p for p in (self._position(i) for i in dict.fromkeys(positive)) if p is not None]
+        if not pos:
+            raise UnknownItem(positive[0] if positive else "")
+        neg = [p for p in (self._position(i) for i in dict.fromkeys(negative)) if p is not None]
+        source = self.hybrid if used == "hybrid" else self.model
+        n_items = len(self.model.item_ids)
+        history = np.zeros((len(pos), n_items), dtype=np.float32)
+        history[np.arange(len(pos)), pos] = 1.0
+        per_positive = source.score_histories(sp.csr_matrix(history))  # (positives, items)
+        scores = per_positive.sum(axis=0)
+        if neg:
+            negative_rows = np.zeros((1, n_items), dtype=np.float32)
+            negative_rows[0, neg] = 1.0
+            scores = scores - NEGATIVE_WEIGHT * source.score_histories(sp.csr_matrix(negative_rows))[0]
+        scores = np.asarray(scores, dtype=np.float32).copy()
+        allowed = self._model_allowed(constraints)
+        allowed[[p for p in (self._position(i) for i in banned) if p is not None]] = False
+        scores[~allowed] = -np.inf
+
+        def ranked(n: int) -> list[Row]:
+            ids, top = source._top(scores, n)
+            return [(str(i), float(s), used) for i, s in zip(ids, top)]
+
+        rows = self._arrange(ranked, k, constraints)
+        pairs = [(i, s) for i, s, _ in rows]
+        sources = None
+        if used == "hybrid":
+            weights = np.array([1.0] * len(pos) + [-NEGATIVE_WEIGHT] * len(neg), dtype=np.float32)
+            parts = self._behaviour_parts(np.array(pos + neg), weights, [i for i, _ in pairs])
+            sources = [{"hybrid": s} if parts is None else {"visual": s - p, "behaviour": p}
+                       for (_, s), p in zip(pairs, parts or [None] * len(pairs))]
+        pos_ids = [str(self.model.item_ids[p]) for p in pos]
+        extras = []
+        for item_id, _ in pairs:
+            column = per_positive[:, self.model.item_position(item_id)]
+            order = [j for j in np.argsort(-column, kind="stable")[:3] if column[j] > 0]
+            extras.append({"because": [pos_ids[j] for j in order]})
+        return Answer(pairs, used, mode, note, extras, sources)
 
     # -- constraints ---------------------------------------------------------------------------
     def _allowed(self, constraints: Constraints, stock: bool) -> np.ndarray | None:

@@ -126,3 +126,26 @@ def test_recommendations_and_behaviour_modes_take_the_filter(behaviour_client) -
         assert ids(got) == [i for i in ids(full) if price(i) > 20][:4]
     bad = behaviour_client.get("/v1/users/u2/recommendations", params={"filter": '{"x": 1}'})
     assert bad.status_code == 422 and "unknown column 'x'" in bad.json()["message"]
+
+
+def test_session_recommendations(client, behaviour_client, api_world) -> None:
+    body = client.post("/v1/recommend", json={"positive": ["item0004", "zzz"], "negative": ["yyy"], "k": 5,
+                                              "filter": {"category": "bags"}}).json()
+    assert body["mode"] == "visual" and body["requested_mode"] == "hybrid" and body["note"]
+    assert body["unknown"] == ["zzz", "yyy"]
+    near = [i for i in exact_neighbours(api_world.embeddings, "item0004", 23) if int(i[4:]) % 3 == 1]
+    assert ids(body) == near[:5]
+    assert all(r["because"] == ["item0004"] and r["why"] == {"sources": {"visual": r["score"]}}
+               for r in body["results"])
+    missing = client.post("/v1/recommend", json={"positive": ["zzz"], "negative": ["item0001"]})
+    assert missing.status_code == 404 and missing.json()["unknown"] == ["zzz"]
+    assert client.post("/v1/recommend", json={"positive": []}).status_code == 422
+    bad = client.post("/v1/recommend", json={"positive": ["item0001"], "filter": {"x": 1}})
+    assert bad.status_code == 422
+    for mode in ("behaviour", "hybrid"):
+        positive = ["item0000", "item0003", "item0006"]
+        body = behaviour_client.post("/v1/recommend", json={"positive": positive, "negative": ["item0001"],
+                                                            "k": 6, "mode": mode}).json()
+        assert body["mode"] == mode and body["unknown"] == []
+        assert len(body["results"]) == 6 and not set(positive + ["item0001"]) & set(ids(body))
+        assert all(set(r["because"]) <= set(positive) for r in body["results"])

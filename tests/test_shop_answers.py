@@ -245,3 +245,29 @@ def test_export_writes_every_items_neighbours_and_users(store: Path, answers: An
     capsys.readouterr()
     assert main(["export", "--store", str(store), "--out", str(out), "--filter", '{"size": 1}']) == 2
     assert "unknown column 'size'" in capsys.readouterr().err
+
+
+def test_sessions_by_hand(answers: Answers) -> None:
+    from recsys.errors import UnknownItem
+
+    # i00 and i02 average to 10 degrees: i01, then i03 (20 degrees off), i04 (30)
+    answer = answers.session(["i00", "i02", "nope"], [], 3, "visual")
+    assert answer.ids() == ["i01", "i03", "i04"]
+    assert [e["because"] for e in answer.extras] == [["i00", "i02"], ["i02", "i00"], ["i02", "i00"]]
+    # i05 minus half of i00 points at 79.4 degrees: i08, i07 (9.4 off), i09 (10.6 off)
+    assert answers.session(["i05"], ["i00"], 3, "visual").ids() == ["i08", "i07", "i09"]
+    assert set(answers.session(["i05"], [], 2, "visual").ids()) == {"i04", "i06"}  # a tie
+    assert answers.session(["i05"], [], 2, "visual", Constraints.of(filter={"colour": "red"})).ids() == \
+        ["i06", "i03"]
+    with pytest.raises(UnknownItem):
+        answers.session(["nope"], ["i01"], 3, "visual")
+    for mode in ("behaviour", "hybrid"):
+        got = answers.session(["i01", "i02"], ["i07"], N, mode, Constraints.of(filter={"brand": "a"}))
+        assert got.mode == mode and got.ids()
+        assert not {"i01", "i02", "i07"} & set(got.ids()) and all(int(i[1:]) < 6 for i in got.ids())
+        assert all(set(e["because"]) <= {"i01", "i02"} for e in got.extras)
+        scores = [s for _, s in got.rows]
+        assert scores == sorted(scores, reverse=True)
+        if mode == "hybrid":
+            for n, (_, score) in enumerate(got.rows):
+                assert sum(got.sources[n].values()) == pytest.approx(score, abs=1e-6)

@@ -65,6 +65,34 @@ class SimilarRequest(BaseModel):
         return self
 
 
+class SessionRequest(BaseModel):
+    """An anonymous session, or "more like these, less like that"."""
+
+    model_config = ConfigDict(extra="forbid")
+    positive: list[str] = Field(min_length=1, max_length=BATCH_MAX, description="items liked or viewed")
+    negative: list[str] = Field(default_factory=list, max_length=BATCH_MAX,
+                                description="items to move away from")
+    k: int = Field(10, ge=1, le=K_MAX)
+    mode: Mode = DEFAULT_MODE
+    exclude: list[str] = Field(default_factory=list, max_length=1000)
+    filter: dict[str, Any] | None = Field(None, description=FILTER_HELP)
+    group_by: str | None = Field(None, max_length=200, description=GROUP_BY_HELP)
+    diversity: float = Field(0.0, ge=0.0, le=1.0, description=DIVERSITY_HELP)
+
+
+class SessionResult(Result):
+    because: list[str] = Field(description="up to 3 positives that led to this item, the strongest first")
+
+
+class SessionAnswer(BaseModel):
+    version: str
+    mode: Mode
+    requested_mode: Mode
+    note: str | None = None
+    unknown: list[str] = Field(description="ids the version does not know (ignored)")
+    results: list[SessionResult]
+
+
 class BatchEntry(BaseModel):
     item_id: str | None = None
     error: str | None = Field(None, description="why this query has no results (unknown item)")
