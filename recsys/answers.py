@@ -38,6 +38,7 @@ import scipy.sparse as sp
 
 from recsys.errors import InputError, UnknownItem
 from recsys.filters import Filter, RowFilters, parse_filter
+from recsys.rules import VersionRules, load_rules
 
 if TYPE_CHECKING:
     from index.loaded import LoadedIndex
@@ -54,6 +55,7 @@ NO_BEHAVIOUR = "no behaviour data in this version: answered by image similarity"
 RAW_VECTOR = "a raw vector is answered by image similarity"
 COLD_SESSION = "no behaviour data for these items: answered by image similarity"
 NEGATIVE_WEIGHT = 0.5  # a session's negatives count this much against its positives
+RULE_CANDIDATES = 200  # under boost and bury rules, answers are chosen from at least k + this many
 
 
 @dataclass(frozen=True)
@@ -104,15 +106,21 @@ class Answer:
     note: str | None = None  # why `mode` differs from `requested_mode`
     extras: list[dict[str, Any]] | None = field(default=None)
     sources: list[dict[str, float]] | None = field(default=None)
+    rules: list[str | None] | None = field(default=None)  # the business rule that moved row i
 
     def ids(self) -> list[str]:
         return [item_id for item_id, _ in self.rows]
 
     def why(self, n: int) -> dict[str, Any]:
-        """Row n's reasons: `{"sources": {source: part of the score}}` (6 decimals)."""
+        """Row n's reasons: `{"sources": {source: part of the score}}` (6 decimals), and `"rule"`:
+        the business rule that moved it."""
         if self.sources is None:
-            return {"sources": {self.mode: round(self.rows[n][1], 6)}}
-        return {"sources": {name: round(part, 6) for name, part in self.sources[n].items()}}
+            why: dict[str, Any] = {"sources": {self.mode: round(self.rows[n][1], 6)}}
+        else:
+            why = {"sources": {name: round(part, 6) for name, part in self.sources[n].items()}}
+        if self.rules is not None and self.rules[n] is not None:
+            why["rule"] = self.rules[n]
+        return why
 
 
 # A ranked candidate row inside this module: (item_id, score, source), source being "visual",
@@ -136,6 +144,7 @@ class Answers:
         self._in_stock = (items["in_stock"].fillna(False).astype(bool).to_numpy()
                           if "in_stock" in items else None)
         self.filters = RowFilters(items)
+        self.rules = VersionRules(load_rules(index.path), self.filters, self.row_of)
         self._groups: dict[str, np.ndarray] = {}
         if behaviour is not None:
             self.model = behaviour.model
@@ -195,9 +204,9 @@ class Answers:
         search is needed). Cheap enough for the event loop: the API's fast path."""
         used, note = self.answering_mode(mode)
         row = self.row_of.get(item_id)
-        if used != "visual" or row is None:
+        if used != "visual" or row is None or self.rules.reorders:
             return None
-        rows = self.index.stored_neighbours(row, k)
+        rows = self.index.stored_neighbours(row, k, (), self.rules.shown)
         return None if rows is None else Answer(rows, used, mode, note)
 
     def similar(self, item_id: str, k: int = 10, mode: str = DEFAULT_MODE,
@@ -211,11 +220,13 @@ class Answers:
             if item_id not in self.row_of:
                 raise UnknownItem(item_id)
             stock = constraints.in_stock
-            rows = self._arrange(lambda n: self._visual(item_id, n, constraints, stock), k, constraints)
+            rows, moved = self._arrange(lambda n: self._visual(item_id, n, constraints, stock), k,
+                                        constraints)
         else:
             self._known(item_id)
-            rows = self._arrange(lambda n: self._blended(item_id, n, used, constraints), k, constraints)
-        return self._answer(rows, used, mode, note, item_id)
+            rows, moved = self._arrange(lambda n: self._blended(item_id, n, used, constraints), k,
+                                        constraints)
+        return self._finish(self._answer(rows, used, mode, note, item_id), moved)
 
     def similar_batch(self, item_ids: list[str], k: int = 10, mode: str = DEFAULT_MODE,
                       constraints: Constraints = NO_CONSTRAINTS) -> list[Answer]:
@@ -224,7 +235,7 @@ class Answers:
         self._check(k, mode)
         self.check(constraints)
         used, note = self.answering_mode(mode)
-        plain = used == "visual" and constraints == NO_CONSTRAINTS
+        plain = used == "visual" and constraints == NO_CONSTRAINTS and not self.rules
         if not plain or not item_ids:
             return [self.similar(i, k, mode, constraints) for i in item_ids]
         rows = [self.row_of[i] if i in self.row_of else None for i in item_ids]
@@ -302,15 +313,15 @@ class Answers:
         note = None if mode == "visual" else RAW_VECTOR
         allowed = self._allowed(constraints, constraints.in_stock)
         xq = np.ascontiguousarray(xq, dtype=np.float32)
-        if allowed is not None or constraints.arranges:
+        if allowed is not None or constraints.arranges or self.rules.reorders:
             banned = [self.row_of[i] for i in constraints.exclude if i in self.row_of]
 
             def nearest(q: np.ndarray) -> Callable[[int], list[Row]]:
                 return lambda n: [(i, s, "visual") for i, s in
                                   self.index.nearest(q, min(n, len(self)), banned, allowed)]
 
-            return [self._answer(self._arrange(nearest(q), k, constraints), "visual", mode, note)
-                    for q in xq]
+            return [self._finish(self._answer(rows, "visual", mode, note), moved)
+                    for rows, moved in (self._arrange(nearest(q), k, constraints) for q in xq)]
         fetch = k if not constraints.exclude else min(len(self), max(4 * k, k + len(constraints.exclude)))
         scores, ids = self.index.search(xq, fetch)
         banned_ids = set(constraints.exclude)
@@ -319,23 +330,66 @@ class Answers:
                 for row_ids, row_scores in zip(ids, scores)]
 
     # -- arranging and explaining ----------------------------------------------------------------
-    def _arrange(self, ranked: Callable[[int], list[Row]], k: int, constraints: Constraints) -> list[Row]:
-        """`ranked(n)` (the best n candidates under the constraints) cut to k, after group_by
-        (the best row of each value) and diversity (maximal marginal relevance). Asks for more
-        candidates until k groups are found or the candidates run out."""
-        if not constraints.arranges:
-            return ranked(k)
+    def _arrange(self, ranked: Callable[[int], list[Row]], k: int,
+                 constraints: Constraints) -> tuple[list[Row], dict[str, tuple[str, float]]]:
+        """`ranked(n)` (the best n candidates under the constraints) cut to k, after the version's
+        boost and bury rules, group_by (the best row of each value) and diversity (maximal
+        marginal relevance). Asks for more candidates until k groups are found or the candidates
+        run out. Rows keep their scores before the rules; `moved` maps an item a rule moved to
+        (rule name, factor its score is to be multiplied by: `_finish`)."""
+        if not constraints.arranges and not self.rules.reorders:
+            return ranked(k), {}
         pool = max(3 * k, k + 20) if constraints.diversity > 0 else k
-        fetch = max(4 * k, pool)
+        fetch = max(4 * k, pool, k + RULE_CANDIDATES if self.rules.reorders else 0)
         while True:
             rows = ranked(fetch)
-            picked = self._group(rows, constraints.group_by) if constraints.group_by else rows
+            ruled, moved = self._apply_rules(rows)
+            picked = self._group(ruled, constraints.group_by) if constraints.group_by else ruled
             if len(picked) >= pool or len(rows) < fetch or fetch >= len(self):
                 break
             fetch *= 4
         if constraints.diversity > 0:
-            return self._mmr(picked[:pool], k, constraints.diversity)
-        return picked[:k]
+            picked = self._mmr(picked[:pool], k, constraints.diversity)
+        picked = picked[:k]
+        return picked, {i: moved[i] for i, _, _ in picked if i in moved}
+
+    def _apply_rules(self, rows: list[Row]) -> tuple[list[Row], dict[str, tuple[str, float]]]:
+        """Rows re-ranked by boosted scores, buried ones last; which rule moved which item."""
+        rules = self.rules
+        if not rules.reorders:
+            return rows, {}
+        moved: dict[str, tuple[str, float]] = {}
+        keyed = []
+        for n, (item_id, score, _) in enumerate(rows):
+            row = self.row_of[item_id]
+            factor, buried = 1.0, False
+            for name, mask, boost in rules.boosts:
+                if mask[row]:
+                    factor *= boost if score >= 0 else 1.0 / boost
+                    moved[item_id] = (name, factor)
+            for name, mask in rules.buries:
+                if mask[row]:
+                    buried = True
+                    moved[item_id] = (name, factor)
+            keyed.append((buried, -score * factor, n))
+        keyed.sort()
+        return [rows[n] for _, _, n in keyed], moved
+
+    def _finish(self, answer: Answer, moved: dict[str, tuple[str, float]]) -> Answer:
+        """Apply the rules' factors to the scores (and their parts) and name the rule on each row
+        it moved."""
+        if not moved:
+            return answer
+        rules: list[str | None] = []
+        for n, (item_id, score) in enumerate(answer.rows):
+            name, factor = moved.get(item_id, (None, 1.0))
+            rules.append(name)
+            if factor != 1.0:
+                answer.rows[n] = (item_id, score * factor)
+                if answer.sources is not None:
+                    answer.sources[n] = {source: part * factor for source, part in answer.sources[n].items()}
+        answer.rules = rules
+        return answer
 
     def _group(self, rows: list[Row], column: str) -> list[Row]:
         values = self._groups.get(column)
@@ -382,9 +436,10 @@ class Answers:
         if item_id is not None and any(source == "hybrid" for _, _, source in rows):
             position = self._position(item_id)
             hybrid_ids = [i for i, _, source in rows if source == "hybrid"]
-            if position is not None:
-                hybrid_parts = dict(zip(hybrid_ids, self._behaviour_parts(np.array([position]),
-                                                                           np.array([1.0]), hybrid_ids)))
+            parts = None if position is None else \
+                self._behaviour_parts(np.array([position]), np.array([1.0]), hybrid_ids)
+            if parts is not None:
+                hybrid_parts = dict(zip(hybrid_ids, parts))
         sources = []
         for i, s, source in rows:
             if source == "hybrid":
@@ -436,7 +491,7 @@ class Answers:
             ids, top = self.hybrid._top(scores, n)
             return [(str(i), float(s), "hybrid") for i, s in zip(ids, top)]
 
-        rows = self._arrange(ranked, k, constraints)
+        rows, moved = self._arrange(ranked, k, constraints)
         pairs = [(i, s) for i, s, _ in rows]
         if history is None:
             sources = [{"popularity": s} for _, s in pairs]
@@ -444,7 +499,8 @@ class Answers:
             parts = self._behaviour_parts(history.indices, history.data, [i for i, _ in pairs])
             sources = [{"hybrid": s} if parts is None else {"visual": s - p, "behaviour": p}
                        for (_, s), p in zip(pairs, parts or [None] * len(pairs))]
-        return Answer(pairs, "hybrid", "hybrid", None, [{"source": source}] * len(rows), sources)
+        answer = Answer(pairs, "hybrid", "hybrid", None, [{"source": source}] * len(rows), sources)
+        return self._finish(answer, moved)
 
     # -- sessions ------------------------------------------------------------------------------
     def knows(self, item_id: str) -> bool:
@@ -477,9 +533,9 @@ class Answers:
             q = q / norm if norm > 0 else vectors[0]
             banned_rows = [self.row_of[i] for i in banned if i in self.row_of]
             allowed = self._allowed(constraints, constraints.in_stock)
-            rows = self._arrange(lambda n: [(i, s, "visual") for i, s in self.index.nearest(
+            rows, moved = self._arrange(lambda n: [(i, s, "visual") for i, s in self.index.nearest(
                 q, min(n, len(self)), banned_rows, allowed)], k, constraints)
-            answer = self._answer(rows, used, mode, note)
+            answer = self._finish(self._answer(rows, used, mode, note), moved)
             pos_ids = [self.item_ids[r] for r in pos]
             extras = []
             for item_id in answer.ids():
@@ -510,7 +566,7 @@ class Answers:
             ids, top = source._top(scores, n)
             return [(str(i), float(s), used) for i, s in zip(ids, top)]
 
-        rows = self._arrange(ranked, k, constraints)
+        rows, moved = self._arrange(ranked, k, constraints)
         pairs = [(i, s) for i, s, _ in rows]
         sources = None
         if used == "hybrid":
@@ -524,14 +580,14 @@ class Answers:
             column = per_positive[:, self.model.item_position(item_id)]
             order = [j for j in np.argsort(-column, kind="stable")[:3] if column[j] > 0]
             extras.append({"because": [pos_ids[j] for j in order]})
-        return Answer(pairs, used, mode, note, extras, sources)
+        return self._finish(Answer(pairs, used, mode, note, extras, sources), moved)
 
     # -- constraints ---------------------------------------------------------------------------
     def _allowed(self, constraints: Constraints, stock: bool) -> np.ndarray | None:
         """Per index row: may it be shown under these constraints? None: every row may."""
-        mask = None
+        mask = self.rules.shown  # None unless the version blocks items
         if stock and self._in_stock is not None:
-            mask = self._in_stock
+            mask = self._in_stock if mask is None else mask & self._in_stock
         if constraints.category is not None:
             same = (self._categories == constraints.category if self._categories is not None
                     else np.zeros(len(self), dtype=bool))

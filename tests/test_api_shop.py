@@ -149,3 +149,28 @@ def test_session_recommendations(client, behaviour_client, api_world) -> None:
         assert body["mode"] == mode and body["unknown"] == []
         assert len(body["results"]) == 6 and not set(positive + ["item0001"]) & set(ids(body))
         assert all(set(r["because"]) <= set(positive) for r in body["results"])
+
+
+def test_rules_reach_a_running_server_by_hot_reload(api_world, tmp_path) -> None:
+    import shutil
+
+    import httpx
+
+    from jobs.cli import main
+    from tests.api_support import running_server, wait_for
+
+    store = tmp_path / "store"
+    shutil.copytree(api_world.store, store)
+    nearest = exact_neighbours(api_world.embeddings, "item0005", 23)
+    with running_server(store, tmp_path / "serve.log") as base:
+        before = httpx.get(base + SIMILAR.format("item0005"), params={"k": 3}).json()
+        assert ids(before) == nearest[:3]
+        rules = tmp_path / "rules.toml"
+        rules.write_text(f'[[block]]\nitems = ["{nearest[0]}"]\n\n'
+                         '[[boost]]\nname = "hats first"\nfilter = {category = "hats"}\nfactor = 10\n')
+        assert main(["rules", "set", "--store", str(store), str(rules)]) == 0
+        assert wait_for(lambda: httpx.get(base + "/readyz").json()["version"] != before["version"])
+        after = httpx.get(base + SIMILAR.format("item0005"), params={"k": 3}).json()
+        hats = [i for i in nearest if int(i[4:]) % 3 == 2 and i != nearest[0]]
+        assert ids(after) == hats[:3]
+        assert all(r["why"]["rule"] == "hats first" for r in after["results"])

@@ -271,3 +271,78 @@ def test_sessions_by_hand(answers: Answers) -> None:
         if mode == "hybrid":
             for n, (_, score) in enumerate(got.rows):
                 assert sum(got.sources[n].values()) == pytest.approx(score, abs=1e-6)
+
+
+RULES = """
+[[boost]]
+name = "brand b"
+filter = {brand = "b"}
+factor = 2.0
+
+[[bury]]
+filter = {colour = "green"}
+
+[[block]]
+items = ["i01"]
+"""
+
+
+def test_rules_round_trip_and_move_answers_by_hand(store: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    before = IndexStore(copy).current_version()
+    (tmp_path / "rules.toml").write_text(RULES)
+    assert main(["rules", "set", "--store", str(copy), str(tmp_path / "rules.toml")]) == 0
+    version = IndexStore(copy).current_version()
+    assert version != before and "3 rules, published" in capsys.readouterr().out
+    assert main(["rules", "show", "--store", str(copy)]) == 0
+    assert 'name = "brand b"' in capsys.readouterr().out
+    # the new version links the base's files and keeps its behaviour data
+    ruled = Answers.load(copy, behaviour="required")
+    assert ruled.version == version and len(ruled.rules.rules) == 3
+    # by hand: i01 blocked; brand b (i06..) doubled: i06 1.0, i03 .866, i04 .766, i07 .684, i09 0,
+    # i10 -.087; green buried after everything: i02 .940, i05 .643
+    answer = ruled.similar("i00", 8, "visual")
+    assert answer.ids() == ["i06", "i03", "i04", "i07", "i09", "i10", "i02", "i05"]
+    assert answer.rows[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert answer.why(0) == {"sources": {"visual": 1.0}, "rule": "brand b"}
+    assert "rule" not in answer.why(1) and answer.why(6)["rule"] == "bury 1"
+    assert ruled.stored_similar("i00", 5, "visual") is None  # the fast path leaves rules to the route
+    for mode in ("behaviour", "hybrid"):
+        got = ruled.similar("i00", N, mode)
+        assert "i01" not in got.ids()
+        buried = [int(i[1:]) % 3 == 2 for i in got.ids()]
+        assert buried == sorted(buried)  # green ones last
+        for n, (_item_id, score) in enumerate(got.rows):
+            assert sum(got.why(n)["sources"].values()) == pytest.approx(score, abs=1e-5)
+    assert "i01" not in ruled.recommend("u1", N).ids() and "i01" not in ruled.session(["i00"], [], N).ids()
+    assert main(["similar", "--store", str(copy), "i00", "-k", "2", "--json"]) == 0
+    assert [r["item_id"] for r in json.loads(capsys.readouterr().out)["results"]] == ["i06", "i03"]
+
+
+def test_block_only_rules_keep_the_stored_lists_and_bad_rules_name_the_field(store: Path,
+                                                                            tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    (tmp_path / "block.toml").write_text('[[block]]\nfilter = {colour = "red"}\n')
+    assert main(["rules", "set", "--store", str(copy), str(tmp_path / "block.toml")]) == 0
+    ruled = Answers.load(copy, behaviour="none")
+    stored = ruled.stored_similar("i00", 3, "visual")
+    assert stored is not None and stored.ids() == ["i01", "i02", "i04"]
+    for text, words in [('[[boost]]\nfilter = {brand = "a"}\n', "factor"),
+                        ('[[boost]]\nfilter = {size = 1}\nfactor = 2\n', "unknown column 'size'"),
+                        ("[[block]]\nname = 'x'\n", "give a filter or items"),
+                        ("[[lift]]\nitems = ['i01']\n", "unknown section 'lift'"),
+                        ("[[bury]]\nitems = ['i01']\nfactor = 2\n", "unknown field 'factor'"),
+                        ("[[bury\n", "not valid TOML")]:
+        (tmp_path / "bad.toml").write_text(text)
+        with pytest.raises(InputError, match=words):
+            from recsys.rules import write_rules_version
+
+            write_rules_version(copy, tmp_path / "bad.toml")
+    assert main(["rules", "set", "--store", str(copy), str(tmp_path / "bad.toml")]) == 2

@@ -24,6 +24,7 @@ DiversityParam = Annotated[float, Query(ge=0.0, le=1.0, description=DIVERSITY_HE
 
 class Why(BaseModel):
     sources: dict[str, float] = Field(description="each source's part of the score (visual, behaviour, ...)")
+    rule: str | None = Field(None, description="the business rule (rules.toml) that moved this item")
 
 
 class Result(BaseModel):
