@@ -8,6 +8,8 @@ vectors.npy); neighbour lists, where the version has them, are rows of that orde
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ VECTORS_FILE = "vectors.npy"
 NEIGHBOURS_FILE = "neighbours.npy"
 NEIGHBOUR_SCORES_FILE = "neighbour_scores.npy"
 MMAP_MIN_BYTES = 1 << 30
+SUBSET_CACHE = 64  # filter masks whose allowed rows (and ID selector) are kept
 BRUTE_FORCE_MAX = 50_000  # with no ID selector, a filter leaving at most this many items: exact search
 EXACT_MAX_FLOATS = 1 << 20  # a filter leaving items x dim at most this: exact search (a 4 MiB read)
 
@@ -61,6 +64,9 @@ class LoadedIndex:
         self.rescore = any(code in factory for code in ("PQ", "SQ", "LSH", "RaBitQ"))
         self._hnsw = hnsw_of(index)
         self._ivf = _ivf_of(index)
+        # id(mask) -> (mask, its rows, its ID selector): see `_subset`
+        self._subsets: OrderedDict[int, tuple[np.ndarray, np.ndarray, Any]] = OrderedDict()
+        self._subset_lock = threading.Lock()
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -183,37 +189,57 @@ class LoadedIndex:
         banned = set(banned)
         if allowed is None:
             return self._search_filtered(q, k, banned, None)
-        allowed = np.array(allowed, dtype=bool)  # a copy: edited below
-        allowed[list(banned)] = False
-        rows = np.flatnonzero(allowed)
+        rows, selector = self._subset(allowed)
+        if banned:
+            banned_rows = np.fromiter(banned, dtype=np.int64, count=len(banned))
+            shown = rows[~np.isin(rows, banned_rows)]
+        else:
+            shown = rows
         if len(rows) * self.dim <= EXACT_MAX_FLOATS:
-            return self._exact_among(q, rows, k)
-        found = self._search_selected(q, k, rows)
-        if found is not None and len(found) >= min(k, len(rows)):
-            return found
-        if len(rows) <= BRUTE_FORCE_MAX:
-            return self._exact_among(q, rows, k)
-        return self._search_filtered(q, k, banned, allowed)
+            return self._exact_among(q, shown, k)
+        if selector is not None:
+            D, found = self._search_rows(q[None, :], min(k + len(banned), len(rows)),
+                                         self._selector_params(selector, k + len(banned)))
+            hits = [(self._item_ids[r], float(d)) for r, d in zip(found[0].tolist(), D[0].tolist())
+                    if r >= 0 and r not in banned][:k]
+            if len(hits) >= min(k, len(shown)):
+                return hits
+        if len(shown) <= BRUTE_FORCE_MAX:
+            return self._exact_among(q, shown, k)
+        edited = np.array(allowed, dtype=bool)
+        edited[list(banned)] = False
+        return self._search_filtered(q, k, banned, edited)
 
-    def _search_selected(self, q: np.ndarray, k: int, rows: np.ndarray) -> list[tuple[str, float]] | None:
-        """A FAISS search restricted to `rows` by an IDSelectorBatch; None where the index type
-        takes no selector."""
-        params = self._selector_params(self.fids[rows], k)
-        if params is None:
-            return None
-        D, found = self._search_rows(q[None, :], min(k, len(rows)), params)
-        return [(self._item_ids[r], float(s)) for r, s in zip(found[0], D[0]) if r >= 0]
+    def _subset(self, allowed: np.ndarray) -> tuple[np.ndarray, faiss.IDSelector | None]:
+        """The rows a mask allows and, where the index takes one and the set is large, an
+        IDSelectorBatch over their FAISS ids. Kept for read-only masks (the cached filter masks of
+        recsys.filters), so a repeated filter builds neither again."""
+        cacheable = not allowed.flags.writeable
+        if cacheable:
+            with self._subset_lock:
+                hit = self._subsets.get(id(allowed))
+                if hit is not None and hit[0] is allowed:
+                    self._subsets.move_to_end(id(allowed))
+                    return hit[1], hit[2]
+        rows = np.flatnonzero(allowed)
+        selector = None
+        if len(rows) * self.dim > EXACT_MAX_FLOATS and (self._hnsw is not None or self._ivf is not None):
+            fids = np.ascontiguousarray(self.fids[rows], dtype=np.int64)
+            selector = faiss.IDSelectorBatch(len(fids), faiss.swig_ptr(fids))
+            selector.keep_alive = fids  # the selector reads `fids`
+        if cacheable:
+            with self._subset_lock:
+                self._subsets[id(allowed)] = (allowed, rows, selector)  # holding `allowed` pins its id
+                while len(self._subsets) > SUBSET_CACHE:
+                    self._subsets.popitem(last=False)
+        return rows, selector
 
-    def _selector_params(self, fids: np.ndarray, k: int) -> faiss.SearchParameters | None:
-        fids = np.ascontiguousarray(fids, dtype=np.int64)
-        selector = faiss.IDSelectorBatch(len(fids), faiss.swig_ptr(fids))
+    def _selector_params(self, selector: faiss.IDSelector, k: int) -> faiss.SearchParameters:
         if self._hnsw is not None:
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self._hnsw.hnsw.efSearch, 2 * k))
-        elif self._ivf is not None:
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._ivf.nprobe)
         else:
-            return None
-        params.keep_alive = (selector, fids)  # the selector reads `fids`; both must outlive the search
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._ivf.nprobe)
+        params.keep_alive = selector  # the search reads the selector: it must outlive the search
         return params
 
     def _search_filtered(self, q: np.ndarray, k: int, banned: set[int], allowed: np.ndarray | None) -> list:

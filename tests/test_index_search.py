@@ -136,8 +136,8 @@ def test_filtered_search_through_an_id_selector_is_never_short(built, tmp_path, 
     monkeypatch.setattr(loaded_module, "EXACT_MAX_FLOATS", 0)  # no exact shortcut: the selector answers
     monkeypatch.setattr(loaded_module, "BRUTE_FORCE_MAX", 0)
     used = []
-    selected = loaded_module.LoadedIndex._search_selected
-    monkeypatch.setattr(loaded_module.LoadedIndex, "_search_selected",
+    selected = loaded_module.LoadedIndex._selector_params
+    monkeypatch.setattr(loaded_module.LoadedIndex, "_selector_params",
                         lambda self, *a: used.append(1) or selected(self, *a))
     for share in (0.3, 0.02):
         allowed = np.zeros(N, dtype=bool)
