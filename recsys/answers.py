@@ -56,6 +56,8 @@ TOP_UP_SCALE = 1e-3  # visual neighbours that top up a hybrid list rank after it
 NO_BEHAVIOUR = "no behaviour data in this version: answered by image similarity"
 RAW_VECTOR = "a raw vector is answered by image similarity"
 COLD_SESSION = "no behaviour data for these items: answered by image similarity"
+BECAUSE_HISTORY = 20  # a user's heaviest history items looked at for `because`
+POPULARITY_FLOOR = 1e-5  # a history item scoring a result only by the popularity tie-break led to nothing
 NEGATIVE_WEIGHT = 0.5  # a session's negatives count this much against its positives
 RULE_CANDIDATES = 200  # under boost and bury rules, answers are chosen from at least k + this many
 
@@ -499,12 +501,33 @@ class Answers:
         pairs = [(i, s) for i, s, _ in rows]
         if history is None:
             sources = [{"popularity": s} for _, s in pairs]
+            extras = [{"source": source, "because": []} for _ in pairs]
         else:
             parts = self._behaviour_parts(history.indices, history.data, [i for i, _ in pairs])
             sources = [{"hybrid": s} if parts is None else {"visual": s - p, "behaviour": p}
                        for (_, s), p in zip(pairs, parts or [None] * len(pairs))]
-        answer = Answer(pairs, "hybrid", "hybrid", None, [{"source": source}] * len(rows), sources)
-        return self._finish(answer, moved)
+            extras = [{"source": source, "because": because}
+                      for because in self._because(history.indices, history.data, [i for i, _ in pairs])]
+        return self._finish(Answer(pairs, "hybrid", "hybrid", None, extras, sources), moved)
+
+    def _because(self, positions: np.ndarray, weights: np.ndarray, ids: list[str]) -> list[list[str]]:
+        """Per item in `ids`: up to 3 history items (model positions, weights) whose own scores
+        for it are highest (looking at the BECAUSE_HISTORY heaviest ones)."""
+        if not ids or len(positions) == 0:
+            return [[] for _ in ids]
+        heaviest = np.argsort(-np.asarray(weights), kind="stable")[:BECAUSE_HISTORY]
+        positions = np.asarray(positions)[heaviest]
+        one_hot = sp.csr_matrix((np.ones(len(positions), np.float32), (np.arange(len(positions)), positions)),
+                                shape=(len(positions), len(self.model.item_ids)))
+        columns = [self.model.item_position(i) for i in ids]
+        scores = np.asarray(self.hybrid.score_histories(one_hot))[:, columns]  # (history items, ids)
+        history_ids = [str(self.model.item_ids[p]) for p in positions]
+        out = []
+        for j in range(len(ids)):
+            column = scores[:, j]
+            order = [h for h in np.argsort(-column, kind="stable")[:3] if column[h] > POPULARITY_FLOOR]
+            out.append([history_ids[h] for h in order])
+        return out
 
     # -- sessions ------------------------------------------------------------------------------
     def knows(self, item_id: str) -> bool:
@@ -582,7 +605,7 @@ class Answers:
         extras = []
         for item_id, _ in pairs:
             column = per_positive[:, self.model.item_position(item_id)]
-            order = [j for j in np.argsort(-column, kind="stable")[:3] if column[j] > 0]
+            order = [j for j in np.argsort(-column, kind="stable")[:3] if column[j] > POPULARITY_FLOOR]
             extras.append({"because": [pos_ids[j] for j in order]})
         return self._finish(Answer(pairs, used, mode, note, extras, sources), moved)
 

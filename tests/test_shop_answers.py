@@ -346,3 +346,20 @@ def test_block_only_rules_keep_the_stored_lists_and_bad_rules_name_the_field(sto
 
             write_rules_version(copy, tmp_path / "bad.toml")
     assert main(["rules", "set", "--store", str(copy), str(tmp_path / "bad.toml")]) == 2
+
+
+def test_user_answers_say_because(answers: Answers) -> None:
+    interactions = answers.behaviour.interactions
+    user = interactions.user_index()["u1"]
+    history = {str(answers.model.item_ids[p]) for p in interactions.recent[user].indices}
+    got = answers.recommend("u1", 5)
+    assert all(e["source"] == "personal" and set(e["because"]) <= history and len(e["because"]) <= 3
+               for e in got.extras)
+    assert any(e["because"] for e in got.extras)
+    # the first reason is the history item whose own score for the result is highest
+    for (item_id, _), extra in zip(got.rows, got.extras):
+        if extra["because"]:
+            own = {h: answers.hybrid.score_histories(answers.model.history_row({h: 1.0}))[0][
+                answers.model.item_position(item_id)] for h in history}
+            assert own[extra["because"][0]] == pytest.approx(max(own.values()))
+    assert answers.recommend("nobody", 2).extras[0]["because"] == []

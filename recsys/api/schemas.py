@@ -119,6 +119,8 @@ class Recommendation(BaseModel):
     model_config = ConfigDict(extra="allow")
     item_id: str
     score: float
+    because: list[str] = Field(default_factory=list,
+                               description="up to 3 of the user's history items that led to it")
     why: Why
 
 
