@@ -6,8 +6,9 @@ recommendations, to Parquet (DESIGN.md), for shops that push answers into their 
 
 Answers come from the same path as the API's (`recsys.answers`, so --filter, --group-by and
 --diversity mean what they mean there), a batch of items at a time (one FAISS search per batch for
-unconstrained visual answers), and are written batch by batch with one ParquetWriter under a
-temporary name that is renamed into place when the file is complete.
+unconstrained visual answers; --workers batches side by side in threads), and are written in order,
+batch by batch, with one ParquetWriter under a temporary name that is renamed into place when
+the file is complete.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--users", action="store_true", help="also every known user's recommendations")
     parser.add_argument("--version", default=None, help="an index version (default: CURRENT)")
     parser.add_argument("--batch-size", type=int, default=BATCH, help="items per batch and row group")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="batches answered side by side in threads (default: every core)")
     add_shop_options(parser)
     parser.set_defaults(func=run)
 
@@ -69,29 +74,46 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    def item_batches() -> Iterator[pa.Table]:
-        ids = answers.item_ids
-        for start in range(0, len(ids), args.batch_size):
-            batch = ids[start:start + args.batch_size]
-            yield _table("item_id", "neighbour_id", batch,
-                         answers.similar_batch(batch, args.k, args.mode, constraints))
+    def item_batch(batch: list[str]) -> pa.Table:
+        found = answers.similar_batch(batch, args.k, args.mode, constraints)
+        return _table("item_id", "neighbour_id", batch, found)
 
-    rows = write_parquet(args.out / SIMILAR_FILE, _schema("item_id", "neighbour_id"), item_batches())
+    tables = _in_order(item_batch, _batches(answers.item_ids, args.batch_size), args.workers)
+    rows = write_parquet(args.out / SIMILAR_FILE, _schema("item_id", "neighbour_id"), tables)
     print(f"{args.out / SIMILAR_FILE}: {rows} rows for {len(answers)} items, mode {used}, "
           f"version {answers.version} ({time.perf_counter() - started:.1f} s)")
     if args.users:
         users = [str(u) for u in answers.behaviour.interactions.user_ids]
 
-        def user_batches() -> Iterator[pa.Table]:
-            for start in range(0, len(users), args.batch_size):
-                batch = users[start:start + args.batch_size]
-                yield _table("user_id", "item_id", batch,
-                             [answers.recommend(u, args.k, constraints) for u in batch])
+        def user_batch(batch: list[str]) -> pa.Table:
+            found = [answers.recommend(u, args.k, constraints) for u in batch]
+            return _table("user_id", "item_id", batch, found)
 
-        rows = write_parquet(args.out / USERS_FILE, _schema("user_id", "item_id"), user_batches())
+        tables = _in_order(user_batch, _batches(users, args.batch_size), args.workers)
+        rows = write_parquet(args.out / USERS_FILE, _schema("user_id", "item_id"), tables)
         print(f"{args.out / USERS_FILE}: {rows} rows for {len(users)} users "
               f"({time.perf_counter() - started:.1f} s)")
     return 0
+
+
+def _in_order(work: Callable[[list[str]], pa.Table], batches: Iterator[list[str]],
+              workers: int) -> Iterator[pa.Table]:
+    """work(batch) for every batch, `workers` threads side by side, yielded in batch order; at most
+    2 x workers batches are in flight, so memory stays bounded whatever the output's size."""
+    workers = max(1, workers)
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[pa.Table]] = deque()
+        for batch in batches:
+            pending.append(pool.submit(work, batch))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _batches(ids: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 def _schema(key: str, value: str) -> pa.Schema:
@@ -115,7 +137,7 @@ def _table(key: str, value: str, queries: list[str], answers: list[Answer]) -> p
                      value: pa.array(values, pa.string()), "score": pa.array(scores, pa.float32())})
 
 
-def write_parquet(path: Path, schema: pa.Schema, tables: Iterator[pa.Table]) -> int:
+def write_parquet(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> int:
     """Tables into one Parquet file (a row group each) under a temporary name, renamed into place
     once complete; nothing is left behind on failure. Returns the number of rows."""
     import pyarrow.parquet as pq
