@@ -31,6 +31,9 @@ MMAP_MIN_BYTES = 1 << 30
 SUBSET_CACHE = 64  # filter masks whose allowed rows (and ID selector) are kept
 BRUTE_FORCE_MAX = 50_000  # with no ID selector, a filter leaving at most this many items: exact search
 EXACT_MAX_FLOATS = 1 << 20  # a filter leaving items x dim at most this: exact search (a 4 MiB read)
+# Below this share of the items, an ID-selector search of an approximate index loses too many of the
+# true neighbours (IVF probes lists that hold few allowed items): exact search up to BRUTE_FORCE_MAX.
+SELECTOR_MIN_SHARE = 0.05
 
 
 class LoadedIndex:
@@ -195,7 +198,8 @@ class LoadedIndex:
             shown = rows[~np.isin(rows, banned_rows)]
         else:
             shown = rows
-        if len(rows) * self.dim <= EXACT_MAX_FLOATS:
+        if len(rows) * self.dim <= EXACT_MAX_FLOATS or (
+                len(rows) < SELECTOR_MIN_SHARE * len(self) and len(rows) <= BRUTE_FORCE_MAX):
             return self._exact_among(q, shown, k)
         if selector is not None:
             D, found = self._search_rows(q[None, :], min(k + len(banned), len(rows)),
@@ -209,6 +213,35 @@ class LoadedIndex:
         edited = np.array(allowed, dtype=bool)
         edited[list(banned)] = False
         return self._search_filtered(q, k, banned, edited)
+
+    def nearest_many(self, xq: np.ndarray, k: int,
+                     allowed: np.ndarray | None = None) -> list[list[tuple[str, float]]] | None:
+        """`nearest` for a batch of unit vectors in one search: exact over the allowed rows when
+        they are few, else the index (with an ID selector under a mask). Answers may come back
+        short where the index is approximate; None when a mask's rows are too many to search
+        exactly and the index takes no selector."""
+        xq = np.ascontiguousarray(xq, dtype=np.float32)
+        if allowed is None:
+            D, found = self._search_rows(xq, min(k, len(self)))
+        else:
+            rows, selector = self._subset(allowed)
+            if len(rows) == 0:
+                return [[] for _ in xq]
+            if len(rows) * self.dim <= EXACT_MAX_FLOATS or (
+                    len(rows) < SELECTOR_MIN_SHARE * len(self) and len(rows) <= BRUTE_FORCE_MAX):
+                scores = xq @ np.asarray(self.vectors[rows], dtype=np.float32).T  # (queries, rows)
+                kk = min(k, len(rows))
+                part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+                top = np.take_along_axis(scores, part, 1)
+                order = np.argsort(-top, axis=1, kind="stable")
+                D, found = np.take_along_axis(top, order, 1), rows[np.take_along_axis(part, order, 1)]
+            elif selector is not None:
+                D, found = self._search_rows(xq, min(k, len(rows)), self._selector_params(selector, k))
+            else:
+                return None
+        ids = self._id_list
+        return [[(ids[r], float(d)) for r, d in zip(row_ids.tolist(), row_scores.tolist()) if r >= 0]
+                for row_ids, row_scores in zip(found, D)]
 
     def _subset(self, allowed: np.ndarray) -> tuple[np.ndarray, faiss.IDSelector | None]:
         """The rows a mask allows and, where the index takes one and the set is large, an

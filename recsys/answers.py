@@ -10,9 +10,12 @@
 
 Everything that decides what comes back lives here: candidate lookup (the version's stored
 neighbour lists, a live index search, the behaviour and hybrid models), exclusions, stock, filters
-(`Constraints`, applied as one boolean mask over the index's rows) and ordering. An `Answer` holds
-(item_id, score) rows and per-row extra fields, never catalogue metadata: the API and the command
-line join that once, at their edge (recsys/api/serving.py, jobs/cli/query.py).
+(`Constraints`, applied as one boolean mask over the index's rows: category, `filter`, and the
+version's blocked items), ordering, then `_arrange`: the version's boost and bury rules
+(recsys/rules.py), `group_by` and `diversity`. An `Answer` holds (item_id, score) rows, per-row
+extra fields and each row's reasons (`Answer.why`: each source's part of the score, the rule that
+moved it), never catalogue metadata: the API, the command line and export join that once, at
+their edge (recsys/api/serving.py, jobs/cli/query.py, jobs/cli/export.py).
 
 The rules:
 - Visual answers are pure image similarity (cosine scores; out-of-stock items included unless
@@ -22,7 +25,8 @@ The rules:
   dry under the constraints are topped up with visual neighbours, ranked after (score x 1e-3).
 - A version without behaviour data answers behaviour and hybrid queries visually and says so in
   `Answer.note`; an unknown user gets the popular items.
-- The query item is never in its own answer; `exclude` ids never are.
+- The query item is never in its own answer; `exclude` ids never are; blocked items never are.
+- A filter never makes an answer short: it holds min(k, matching showable items) rows.
 """
 
 from __future__ import annotations
@@ -236,26 +240,38 @@ class Answers:
 
     def similar_batch(self, item_ids: list[str], k: int = 10, mode: str = DEFAULT_MODE,
                       constraints: Constraints = NO_CONSTRAINTS) -> list[Answer]:
-        """`similar` for many items at once (export): unconstrained visual answers come from the
-        stored neighbour lists or one FAISS search for the whole batch; everything else item by item."""
+        """`similar` for many items at once (export). Visual answers under at most a mask (stock,
+        category, filter, blocked items) come from the stored neighbour lists where they hold
+        enough, the rest from one batched search (exact over the allowed rows, or FAISS with an ID
+        selector); everything else, and any batched answer that came back short, item by item."""
         self._check(k, mode)
         self.check(constraints)
         used, note = self.answering_mode(mode)
-        plain = used == "visual" and constraints == NO_CONSTRAINTS and not self.rules
-        if not plain or not item_ids:
+        batched = used == "visual" and not constraints.exclude and not constraints.arranges \
+            and not self.rules.reorders
+        if not batched or not item_ids:
             return [self.similar(i, k, mode, constraints) for i in item_ids]
         rows = [self.row_of[i] if i in self.row_of else None for i in item_ids]
         if None in rows:
             raise UnknownItem(item_ids[rows.index(None)])
-        answers: list[Answer | None] = [self.stored_similar(i, k, mode) for i in item_ids]
+        allowed = self._allowed(constraints, constraints.in_stock)
+        answers: list[Answer | None] = []
+        for row in rows:
+            found = self.index.stored_neighbours(row, k, (), allowed)
+            answers.append(None if found is None else Answer(found, used, mode, note))
         missing = [n for n, answer in enumerate(answers) if answer is None]
         if missing:
-            fetch = min(len(self), k + 1)
             xq = np.asarray(self.index.vectors[[rows[n] for n in missing]], dtype=np.float32)
-            scores, found = self.index.search(xq, fetch)
-            for n, row_ids, row_scores in zip(missing, found, scores):
-                pairs = self._select(row_ids, row_scores, k, {item_ids[n]}, None)
-                answers[n] = Answer(pairs, used, mode, note)
+            found = self.index.nearest_many(xq, min(len(self), k + 1), allowed)
+            showable = len(self) if allowed is None else int(allowed.sum())
+            for n, pairs in zip(missing, found or [None] * len(missing)):
+                own = allowed is None or bool(allowed[rows[n]])
+                if pairs is not None:
+                    pairs = [(i, s) for i, s in pairs if i != item_ids[n]][:k]
+                if pairs is None or len(pairs) < min(k, showable - own):
+                    answers[n] = self.similar(item_ids[n], k, mode, constraints)
+                else:
+                    answers[n] = Answer(pairs, used, mode, note)
         return answers  # type: ignore[return-value]
 
     def _known(self, item_id: str) -> None:
@@ -283,8 +299,8 @@ class Answers:
             return self._visual(item_id, k, constraints, stock=True)
         source = self.hybrid if mode == "hybrid" else self.model
         # A filter may leave few of the first candidates: then every candidate the source has is looked at.
-        wanted = len(self.model.item_ids) if constraints.filter is not None or constraints.arranges \
-            else CANDIDATES
+        wide = constraints.filter is not None or constraints.arranges or bool(self.rules)
+        wanted = len(self.model.item_ids) if wide else CANDIDATES
         ids, scores = source.similar_items(item_id, wanted)
         banned = set(constraints.exclude) | {item_id}
         allowed = self._allowed(constraints, True)

@@ -147,6 +147,10 @@ def test_filtered_search_through_an_id_selector_is_never_short(built, tmp_path, 
             assert len(got) == 10 and all(allowed[int(i[1:])] for i, _ in got)
             overlap = len({i for i, _ in got} & set(exact(vectors, ids, row, 10, allowed)))
             assert overlap >= 7
+        if share == 0.3:  # the batched form: one search for both queries, the same quality
+            for row, got in zip((5, 700), index.nearest_many(vectors[[5, 700]], 10, allowed)):
+                assert len(got) == 10 and all(allowed[int(i[1:])] for i, _ in got)
+                assert len({i for i, _ in got} & set(exact(vectors, ids, row, 11, allowed))) >= 7
     assert used
     # fewer allowed items than k: all of them, exactly ranked
     few = np.zeros(N, dtype=bool)

@@ -210,11 +210,13 @@ def test_cli_filter_group_by_and_bad_filters(store: Path, capsys: pytest.Capture
 def test_similar_batch_answers_like_one_at_a_time(store: Path) -> None:
     answers = Answers.load(store, behaviour="none")
     answers.index.neighbours = None  # no stored lists: one FAISS search for the batch
-    batch = answers.similar_batch(IDS, 4, "visual")
-    for item_id, answer in zip(IDS, batch):
-        one = answers.similar(item_id, 4, "visual")
-        assert answer.ids() == one.ids() and item_id not in answer.ids()
-        assert [s for _, s in answer.rows] == pytest.approx([s for _, s in one.rows], abs=1e-3)
+    for constraints in [Constraints(), Constraints.of(filter={"colour": ["red", "blue"]}),
+                        Constraints.of(filter={"colour": "green"}, in_stock=True)]:
+        batch = answers.similar_batch(IDS, 4, "visual", constraints)
+        for item_id, answer in zip(IDS, batch):
+            one = answers.similar(item_id, 4, "visual", constraints)
+            assert answer.ids() == one.ids() and item_id not in answer.ids()
+            assert [s for _, s in answer.rows] == pytest.approx([s for _, s in one.rows], abs=1e-3)
 
 
 def test_export_writes_every_items_neighbours_and_users(store: Path, answers: Answers, tmp_path: Path,
