@@ -216,9 +216,10 @@ class LoadedIndex:
 
     def nearest_many(self, xq: np.ndarray, k: int,
                      allowed: np.ndarray | None = None) -> list[list[tuple[str, float]]] | None:
-        """`nearest` for a batch of unit vectors in one search: exact over the allowed rows when
-        they are few, else the index (with an ID selector under a mask). Answers may come back
-        short where the index is approximate; None when a mask's rows are too many to search
+        """`nearest` for a batch of unit vectors: exact over the allowed rows up to BRUTE_FORCE_MAX
+        of them (a matrix product for a block of queries costs far less than a filtered graph
+        search each), else one index search (with an ID selector under a mask). Answers may come
+        back short where the index is approximate; None when a mask's rows are too many to search
         exactly and the index takes no selector."""
         xq = np.ascontiguousarray(xq, dtype=np.float32)
         if allowed is None:
@@ -227,14 +228,8 @@ class LoadedIndex:
             rows, selector = self._subset(allowed)
             if len(rows) == 0:
                 return [[] for _ in xq]
-            if len(rows) * self.dim <= EXACT_MAX_FLOATS or (
-                    len(rows) < SELECTOR_MIN_SHARE * len(self) and len(rows) <= BRUTE_FORCE_MAX):
-                scores = xq @ np.asarray(self.vectors[rows], dtype=np.float32).T  # (queries, rows)
-                kk = min(k, len(rows))
-                part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-                top = np.take_along_axis(scores, part, 1)
-                order = np.argsort(-top, axis=1, kind="stable")
-                D, found = np.take_along_axis(top, order, 1), rows[np.take_along_axis(part, order, 1)]
+            if len(rows) <= BRUTE_FORCE_MAX:
+                D, found = self._exact_many(xq, k, rows)
             elif selector is not None:
                 D, found = self._search_rows(xq, min(k, len(rows)), self._selector_params(selector, k))
             else:
@@ -242,6 +237,22 @@ class LoadedIndex:
         ids = self._id_list
         return [[(ids[r], float(d)) for r, d in zip(row_ids.tolist(), row_scores.tolist()) if r >= 0]
                 for row_ids, row_scores in zip(found, D)]
+
+    def _exact_many(self, xq: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top k among `rows` for each query, a block of queries per matrix product."""
+        vectors = np.asarray(self.vectors[rows], dtype=np.float32)
+        kk = min(k, len(rows))
+        D = np.empty((len(xq), kk), dtype=np.float32)
+        found = np.empty((len(xq), kk), dtype=np.int64)
+        block = max(1, (1 << 24) // len(rows))  # at most 64 MiB of scores at a time
+        for start in range(0, len(xq), block):
+            scores = xq[start:start + block] @ vectors.T  # (queries, rows)
+            part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+            top = np.take_along_axis(scores, part, 1)
+            order = np.argsort(-top, axis=1, kind="stable")
+            D[start:start + block] = np.take_along_axis(top, order, 1)
+            found[start:start + block] = rows[np.take_along_axis(part, order, 1)]
+        return D, found
 
     def _subset(self, allowed: np.ndarray) -> tuple[np.ndarray, faiss.IDSelector | None]:
         """The rows a mask allows and, where the index takes one and the set is large, an
