@@ -156,6 +156,19 @@ def test_page_filters_explains_and_builds_sessions(browser, api_server) -> None:
     if because:
         assert "because " + ", ".join(because) in page.inner_text("#results .card .why")
 
+    # Modes side by side: one column per mode, each what the API answers in that mode.
+    page.check("#compare")
+    page.fill("#item-id", "item0007")
+    page.click("#search")
+    page.wait_for_function("document.querySelector('#columns').dataset.itemId === 'item0007'")
+    for mode in ("visual", "behaviour", "hybrid"):
+        column = page.eval_on_selector_all(f'#columns .column[data-mode="{mode}"] .card',
+                                           "cards => cards.map(c => c.dataset.itemId)")
+        expected = httpx.get(base + "/v1/items/item0007/similar", params={"k": 10, "mode": mode}).json()
+        assert column == [r["item_id"] for r in expected["results"]]
+    page.uncheck("#compare")
+    page.wait_for_function("document.querySelectorAll('#columns .column').length === 0")
+
     # A user's recommendations.
     page.fill("#user-id", "u1")
     page.click("#user-go")

@@ -152,7 +152,10 @@ function showResults(results) {
   }));
 }
 
+let lookups = 0;  // a newer lookup makes an older one's late answers stale
+
 async function lookup(itemId) {
+  const seq = ++lookups;
   $("#item-id").value = itemId;
   const mode = currentMode();
   const k = $("#k").value || 10;
@@ -162,18 +165,46 @@ async function lookup(itemId) {
       getJSON(itemPath(itemId)),
       getJSON(itemPath(itemId) + "/similar?k=" + encodeURIComponent(k) + "&mode=" + mode + shopQuery()),
     ]);
+    if (seq !== lookups) return;
     $("#query").replaceChildren(card(item));
     showResults(answer.results);
+    await compareModes(itemId, k, seq);
+    if (seq !== lookups) return;
     $("#version").textContent = "version " + answer.version;
     let text = answer.results.length + " similar items (" + answer.mode + ")";
     if (answer.note) text += ": " + answer.note;
     setStatus(text, false);
     history.replaceState(null, "", "?item=" + encodeURIComponent(itemId) + "&mode=" + mode);
   } catch (err) {
+    if (seq !== lookups) return;
     $("#query").replaceChildren();
     $("#results").replaceChildren();
     setStatus(err.message, true);
   }
+}
+
+async function compareModes(itemId, k, seq) {
+  // With "modes side by side": one column per mode, each the API's answer under the same controls.
+  const columns = $("#columns");
+  if (!$("#compare").checked) { columns.replaceChildren(); columns.dataset.itemId = ""; return; }
+  const modes = ["visual", "behaviour", "hybrid"];
+  const answers = await Promise.all(modes.map((mode) => getJSON(
+    itemPath(itemId) + "/similar?k=" + encodeURIComponent(k) + "&mode=" + mode + shopQuery())));
+  if (seq !== lookups) return;
+  columns.replaceChildren(...modes.map((mode, n) => {
+    const column = document.createElement("div");
+    column.className = "column";
+    column.dataset.mode = mode;
+    const title = document.createElement("h3");
+    title.textContent = mode + (answers[n].mode !== mode ? " (answered " + answers[n].mode + ")" : "");
+    column.append(title, ...answers[n].results.map((r) => {
+      const c = card(r, r.score);
+      c.addEventListener("click", () => lookup(r.item_id));
+      return c;
+    }));
+    return column;
+  }));
+  columns.dataset.itemId = itemId;
 }
 
 async function upload(file) {
@@ -220,6 +251,7 @@ $("#user-form").addEventListener("submit", (event) => {
   recommendForUser($("#user-id").value.trim());
 });
 $("#session-go").addEventListener("click", recommendForSession);
+$("#compare").addEventListener("change", () => { if ($("#item-id").value.trim()) lookup($("#item-id").value.trim()); });
 $("#session-clear").addEventListener("click", () => { session.positive = []; session.negative = []; showSession(); });
 $("#upload").addEventListener("submit", (event) => {
   event.preventDefault();
