@@ -8,6 +8,8 @@ vectors.npy); neighbour lists, where the version has them, are rows of that orde
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,12 @@ VECTORS_FILE = "vectors.npy"
 NEIGHBOURS_FILE = "neighbours.npy"
 NEIGHBOUR_SCORES_FILE = "neighbour_scores.npy"
 MMAP_MIN_BYTES = 1 << 30
-BRUTE_FORCE_MAX = 50_000  # a filter leaving at most this many items is answered by exact search
+SUBSET_CACHE = 64  # filter masks whose allowed rows (and ID selector) are kept
+BRUTE_FORCE_MAX = 50_000  # with no ID selector, a filter leaving at most this many items: exact search
+EXACT_MAX_FLOATS = 1 << 20  # a filter leaving items x dim at most this: exact search (a 4 MiB read)
+# Below this share of the items, an ID-selector search of an approximate index loses too many of the
+# true neighbours (IVF probes lists that hold few allowed items): exact search up to BRUTE_FORCE_MAX.
+SELECTOR_MIN_SHARE = 0.05
 
 
 class LoadedIndex:
@@ -59,6 +66,10 @@ class LoadedIndex:
         factory = str(meta.get("factory", ""))
         self.rescore = any(code in factory for code in ("PQ", "SQ", "LSH", "RaBitQ"))
         self._hnsw = hnsw_of(index)
+        self._ivf = _ivf_of(index)
+        # id(mask) -> (mask, its rows, its ID selector): see `_subset`
+        self._subsets: OrderedDict[int, tuple[np.ndarray, np.ndarray, Any]] = OrderedDict()
+        self._subset_lock = threading.Lock()
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -123,37 +134,36 @@ class LoadedIndex:
         return scores, ids
 
     def similar(self, item_id: str, k: int, exclude: Collection[str] = (),
-                where: Callable[[pd.DataFrame], pd.Series] | None = None) -> list[tuple[str, float]]:
+                where: Callable[[pd.DataFrame], pd.Series] | None = None,
+                allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
         """The k items most like `item_id` (never itself), best first, as (item_id, cosine score).
 
-        `exclude` ids are left out; `where(items)` gives a boolean mask over `items` (for example
-        `lambda it: it["category"] == "shoes"`). Answers by lookup in the stored neighbour lists
-        when they hold enough, by exact search over a small filtered subset, else by index search.
+        `exclude` ids are left out; only rows where `allowed` (a boolean mask over `items`) is
+        true, or where `where(items)` is (for example `lambda it: it["category"] == "shoes"`), may
+        come back. Answers by lookup in the stored neighbour lists when they hold enough allowed
+        items, else by `nearest` (a filtered search that never comes back short).
         """
         row = self.row(item_id)
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         banned = {row} | {self._row_of_item.get_loc(e) for e in exclude if e in self._row_of_item}
-        allowed = None
         if where is not None:
-            mask = np.array(where(self.items), dtype=bool)  # a copy: it is edited below
-            if mask.shape != (len(self),):
-                raise InputError(f"where() must return one boolean per item ({len(self)}), got {mask.shape}")
-            allowed = mask
-            allowed[list(banned)] = False
-            if allowed.sum() <= BRUTE_FORCE_MAX:
-                return self._exact_among(row, np.flatnonzero(allowed), k)
-        else:
-            stored = self.stored_neighbours(row, k, banned)
-            if stored is not None:
-                return stored
-        return self._search_filtered(row, k, banned, allowed)
+            mask = np.array(where(self.items), dtype=bool)
+            allowed = mask if allowed is None else mask & allowed
+        if allowed is not None and allowed.shape != (len(self),):
+            raise InputError(f"the filter mask must hold one boolean per item ({len(self)}), "
+                             f"got {allowed.shape}")
+        stored = self.stored_neighbours(row, k, banned, allowed)
+        if stored is not None:
+            return stored
+        return self.nearest(np.asarray(self.vectors[row], dtype=np.float32), k, banned, allowed)
 
-    def stored_neighbours(self, row: int, k: int,
-                          banned: Collection[int] = ()) -> list[tuple[str, float]] | None:
+    def stored_neighbours(self, row: int, k: int, banned: Collection[int] = (),
+                          allowed: np.ndarray | None = None) -> list[tuple[str, float]] | None:
         """The k nearest items to the item in `row` from the version's stored neighbour lists, as
-        (item_id, cosine score), leaving out the item itself and the `banned` rows; None when the
-        version has no lists or its list holds fewer such items (and not every other item)."""
+        (item_id, cosine score), leaving out the item itself, the `banned` rows and rows `allowed`
+        says no to; None when the version has no lists or its list holds fewer such items (and not
+        every other item)."""
         neighbours, scores = self.neighbours, self.neighbour_scores
         if neighbours is None:
             return None
@@ -164,16 +174,122 @@ class LoadedIndex:
         ids = self._id_list
         pairs = []
         for r, score in zip(neighbours[row].tolist(), scores[row].tolist()):
-            if r >= 0 and r != row and r not in banned:
+            if r >= 0 and r != row and r not in banned and (allowed is None or allowed[r]):
                 pairs.append((ids[r], score))
                 if len(pairs) == k:
                     return pairs
         return pairs if complete else None
 
-    def _search_filtered(self, row: int, k: int, banned: set[int], allowed: np.ndarray | None) -> list:
+    def nearest(self, q: np.ndarray, k: int, banned: Collection[int] = (),
+                allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The k rows nearest to the unit vector `q` among those `allowed` (a boolean mask over
+        `items`; None: all) and not `banned`, as (item_id, cosine score), best first. Never short:
+        min(k, allowed rows) come back.
+
+        A small allowed set is searched exactly over its stored vectors; a larger one by the index
+        with a FAISS ID selector where the index type takes one (HNSW, IVF), else by over-fetching;
+        whenever the approximate search comes back short, exactly over the allowed rows."""
+        banned = set(banned)
+        if allowed is None:
+            return self._search_filtered(q, k, banned, None)
+        rows, selector = self._subset(allowed)
+        if banned:
+            banned_rows = np.fromiter(banned, dtype=np.int64, count=len(banned))
+            shown = rows[~np.isin(rows, banned_rows)]
+        else:
+            shown = rows
+        if len(rows) * self.dim <= EXACT_MAX_FLOATS or (
+                len(rows) < SELECTOR_MIN_SHARE * len(self) and len(rows) <= BRUTE_FORCE_MAX):
+            return self._exact_among(q, shown, k)
+        if selector is not None:
+            D, found = self._search_rows(q[None, :], min(k + len(banned), len(rows)),
+                                         self._selector_params(selector, k + len(banned)))
+            hits = [(self._item_ids[r], float(d)) for r, d in zip(found[0].tolist(), D[0].tolist())
+                    if r >= 0 and r not in banned][:k]
+            if len(hits) >= min(k, len(shown)):
+                return hits
+        if len(shown) <= BRUTE_FORCE_MAX:
+            return self._exact_among(q, shown, k)
+        edited = np.array(allowed, dtype=bool)
+        edited[list(banned)] = False
+        return self._search_filtered(q, k, banned, edited)
+
+    def nearest_many(self, xq: np.ndarray, k: int,
+                     allowed: np.ndarray | None = None) -> list[list[tuple[str, float]]] | None:
+        """`nearest` for a batch of unit vectors: exact over the allowed rows up to BRUTE_FORCE_MAX
+        of them (a matrix product for a block of queries costs far less than a filtered graph
+        search each), else one index search (with an ID selector under a mask). Answers may come
+        back short where the index is approximate; None when a mask's rows are too many to search
+        exactly and the index takes no selector."""
+        xq = np.ascontiguousarray(xq, dtype=np.float32)
+        if allowed is None:
+            D, found = self._search_rows(xq, min(k, len(self)))
+        else:
+            rows, selector = self._subset(allowed)
+            if len(rows) == 0:
+                return [[] for _ in xq]
+            if len(rows) <= BRUTE_FORCE_MAX:
+                D, found = self._exact_many(xq, k, rows)
+            elif selector is not None:
+                D, found = self._search_rows(xq, min(k, len(rows)), self._selector_params(selector, k))
+            else:
+                return None
+        ids = self._id_list
+        return [[(ids[r], float(d)) for r, d in zip(row_ids.tolist(), row_scores.tolist()) if r >= 0]
+                for row_ids, row_scores in zip(found, D)]
+
+    def _exact_many(self, xq: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top k among `rows` for each query, a block of queries per matrix product."""
+        vectors = np.asarray(self.vectors[rows], dtype=np.float32)
+        kk = min(k, len(rows))
+        D = np.empty((len(xq), kk), dtype=np.float32)
+        found = np.empty((len(xq), kk), dtype=np.int64)
+        block = max(1, (1 << 24) // len(rows))  # at most 64 MiB of scores at a time
+        for start in range(0, len(xq), block):
+            scores = xq[start:start + block] @ vectors.T  # (queries, rows)
+            part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+            top = np.take_along_axis(scores, part, 1)
+            order = np.argsort(-top, axis=1, kind="stable")
+            D[start:start + block] = np.take_along_axis(top, order, 1)
+            found[start:start + block] = rows[np.take_along_axis(part, order, 1)]
+        return D, found
+
+    def _subset(self, allowed: np.ndarray) -> tuple[np.ndarray, faiss.IDSelector | None]:
+        """The rows a mask allows and, where the index takes one and the set is large, an
+        IDSelectorBatch over their FAISS ids. Kept for read-only masks (the cached filter masks of
+        recsys.filters), so a repeated filter builds neither again."""
+        cacheable = not allowed.flags.writeable
+        if cacheable:
+            with self._subset_lock:
+                hit = self._subsets.get(id(allowed))
+                if hit is not None and hit[0] is allowed:
+                    self._subsets.move_to_end(id(allowed))
+                    return hit[1], hit[2]
+        rows = np.flatnonzero(allowed)
+        selector = None
+        if len(rows) * self.dim > EXACT_MAX_FLOATS and (self._hnsw is not None or self._ivf is not None):
+            fids = np.ascontiguousarray(self.fids[rows], dtype=np.int64)
+            selector = faiss.IDSelectorBatch(len(fids), faiss.swig_ptr(fids))
+            selector.keep_alive = fids  # the selector reads `fids`
+        if cacheable:
+            with self._subset_lock:
+                self._subsets[id(allowed)] = (allowed, rows, selector)  # holding `allowed` pins its id
+                while len(self._subsets) > SUBSET_CACHE:
+                    self._subsets.popitem(last=False)
+        return rows, selector
+
+    def _selector_params(self, selector: faiss.IDSelector, k: int) -> faiss.SearchParameters:
+        if self._hnsw is not None:
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self._hnsw.hnsw.efSearch, 2 * k))
+        else:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._ivf.nprobe)
+        params.keep_alive = selector  # the search reads the selector: it must outlive the search
+        return params
+
+    def _search_filtered(self, q: np.ndarray, k: int, banned: set[int], allowed: np.ndarray | None) -> list:
         share = 1.0 if allowed is None else max(allowed.mean(), 1e-9)
         fetch = min(len(self), math.ceil((k + len(banned)) / share * 1.5) + 1)
-        xq = np.asarray(self.vectors[row], dtype=np.float32)[None, :]
+        xq = q[None, :]
         while True:
             D, found = self._search_rows(xq, fetch)
             hits = found[0] >= 0
@@ -188,21 +304,24 @@ class LoadedIndex:
             if allowed is None:
                 allowed = np.ones(len(self), dtype=bool)
                 allowed[list(banned)] = False
-            return self._exact_among(row, np.flatnonzero(allowed), k)
+            return self._exact_among(q, np.flatnonzero(allowed), k)
         return [(self._item_ids[r], float(s)) for r, s in zip(rows[ok][:k], D[0][hits][ok][:k], strict=True)]
 
-    def _exact_among(self, row: int, candidates: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def _exact_among(self, q: np.ndarray, candidates: np.ndarray, k: int) -> list[tuple[str, float]]:
         if len(candidates) == 0:
             return []
-        q = np.asarray(self.vectors[row], dtype=np.float32)
-        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ q
-        top = np.argsort(-scores, kind="stable")[:k]
+        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ np.asarray(q, dtype=np.float32)
+        if len(scores) > max(k, 2048):  # argpartition first; small sets sort stably (ties keep row order)
+            part = np.argpartition(-scores, k - 1)[:k]
+            top = part[np.argsort(-scores[part], kind="stable")]
+        else:
+            top = np.argsort(-scores, kind="stable")[:k]
         return [(self._item_ids[candidates[t]], float(scores[t])) for t in top]
 
-    def _search_rows(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_rows(self, xq: np.ndarray, k: int,
+                     params: faiss.SearchParameters | None = None) -> tuple[np.ndarray, np.ndarray]:
         """FAISS search giving item rows (-1: none), with exact scores for compressed indexes."""
-        params = None
-        if self._hnsw is not None and k > self._hnsw.hnsw.efSearch:
+        if params is None and self._hnsw is not None and k > self._hnsw.hnsw.efSearch:
             # HNSW finds at most about efSearch results: widen the search for long lists
             params = faiss.SearchParametersHNSW(efSearch=2 * k)
         D, fids = self.index.search(xq, k, params=params)
@@ -229,6 +348,13 @@ class LoadedIndex:
         if not np.all(np.isfinite(xq)) or np.any(norms == 0):
             raise InputError("query vectors must be finite and non-zero")
         return np.ascontiguousarray(xq / norms)
+
+
+def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
 
 
 def _plain(value: Any) -> Any:

@@ -90,3 +90,90 @@ def test_page_looks_up_an_item_and_switches_modes(browser, behaviour_store, api_
     assert page.eval_on_selector_all("#results .card", "cards => cards.length") == 0
     assert problems == []
     page.close()
+
+
+def test_page_filters_explains_and_builds_sessions(browser, api_server) -> None:
+    import json
+
+    base = api_server
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto(base + "/ui?item=item0004&mode=hybrid")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 10")
+
+    def shown() -> list[str]:
+        return page.eval_on_selector_all("#results .card", "cards => cards.map(c => c.dataset.itemId)")
+
+    # Each result shows its reasons: each source's part of the score.
+    answer = httpx.get(base + "/v1/items/item0004/similar", params={"mode": "hybrid"}).json()
+    first = answer["results"][0]
+    expected = " · ".join(f"{name} {part:.3f}" for name, part in first["why"]["sources"].items())
+    assert page.inner_text("#results .card .why") == expected
+    assert "why" not in page.inner_text("#results .card .meta")
+
+    # Filter and group_by: the page asks the API with them and shows what it answers.
+    bags = httpx.get(base + "/v1/items/item0004/similar",
+                     params={"mode": "hybrid", "filter": json.dumps({"category": "bags"})}).json()
+    assert 0 < len(bags["results"]) < 10
+    page.fill("#filter", '{"category": "bags"}')
+    page.click("#apply")
+    count = len(bags["results"])
+    page.wait_for_function(f"document.querySelector('#status').textContent.startsWith('{count} ')")
+    assert shown() == [r["item_id"] for r in bags["results"]]
+    assert all("category: bags" in text for text in page.eval_on_selector_all(
+        "#results .card .meta", "nodes => nodes.map(n => n.textContent)"))
+    page.fill("#filter", "")
+    page.fill("#group-by", "category")
+    page.click("#apply")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
+    grouped = httpx.get(base + "/v1/items/item0004/similar",
+                        params={"mode": "hybrid", "group_by": "category"})
+    assert shown() == [r["item_id"] for r in grouped.json()["results"]]
+    page.fill("#group-by", "")
+    page.fill("#filter", "{oops")
+    page.click("#apply")
+    page.wait_for_function("document.querySelector('#status').className === 'error'")
+    assert "filter: not valid JSON" in page.inner_text("#status")
+    page.fill("#filter", "")
+    page.click("#apply")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 10")
+
+    # A session: + on two results, - on one, then the session's recommendations with their reasons.
+    liked = shown()[:2]
+    disliked = shown()[2]
+    for item in liked:
+        page.click(f'#results .card[data-item-id="{item}"] .add-positive')
+    page.click(f'#results .card[data-item-id="{disliked}"] .add-negative')
+    assert page.inner_text("#positives") == ", ".join(liked) and page.inner_text("#negatives") == disliked
+    page.click("#session-go")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('for the session')")
+    session = httpx.post(base + "/v1/recommend", json={"positive": liked, "negative": [disliked], "k": 10,
+                                                       "mode": "hybrid"}).json()
+    assert shown() == [r["item_id"] for r in session["results"]]
+    assert not set(liked) & set(shown())
+    because = session["results"][0]["because"]
+    if because:
+        assert "because " + ", ".join(because) in page.inner_text("#results .card .why")
+
+    # Modes side by side: one column per mode, each what the API answers in that mode.
+    page.check("#compare")
+    page.fill("#item-id", "item0007")
+    page.click("#search")
+    page.wait_for_function("document.querySelector('#columns').dataset.itemId === 'item0007'")
+    for mode in ("visual", "behaviour", "hybrid"):
+        column = page.eval_on_selector_all(f'#columns .column[data-mode="{mode}"] .card',
+                                           "cards => cards.map(c => c.dataset.itemId)")
+        expected = httpx.get(base + "/v1/items/item0007/similar", params={"k": 10, "mode": mode}).json()
+        assert column == [r["item_id"] for r in expected["results"]]
+    page.uncheck("#compare")
+    page.wait_for_function("document.querySelectorAll('#columns .column').length === 0")
+
+    # A user's recommendations.
+    page.fill("#user-id", "u1")
+    page.click("#user-go")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('items for u1')")
+    user = httpx.get(base + "/v1/users/u1/recommendations", params={"k": 10}).json()
+    assert shown() == [r["item_id"] for r in user["results"]]
+    assert problems == []
+    page.close()

@@ -50,7 +50,8 @@ def test_build_list_similar_publish_rollback(emb, tmp_path, capsys) -> None:
     code, out, _ = run(capsys, "similar", "--store", store, "c1", "-k", "2", "--json")
     body = json.loads(out)
     assert body["item_id"] == "c1" and body["version"] == v1 and body["mode"] == "visual"
-    assert len(body["results"]) == 2 and set(body["results"][0]) == {"item_id", "score", "image", "category"}
+    assert len(body["results"]) == 2
+    assert set(body["results"][0]) == {"item_id", "score", "why", "image", "category"}
 
     assert run(capsys, "index", "publish", v2, "--store", store)[0] == 0
     assert IndexStore(store).current_version() == v2

@@ -124,3 +124,35 @@ def test_loading_sets_search_threads(built, monkeypatch) -> None:
     monkeypatch.setenv("RECSYS_FAISS_SEARCH_THREADS", "2")
     load_version(root / "flat")
     assert faiss.omp_get_max_threads() == 2
+
+
+@pytest.mark.parametrize("factory", ["HNSW32,Flat", "IVF16,Flat"])
+def test_filtered_search_through_an_id_selector_is_never_short(built, tmp_path, monkeypatch, factory) -> None:
+    root, ids, vectors, catalog, _, _ = built
+    version = build_version(root / "set", tmp_path / "store", factory,
+                            options=BuildOptions(tune_queries=200))
+    index = load_version(tmp_path / "store", version)
+    index.neighbours = None
+    monkeypatch.setattr(loaded_module, "EXACT_MAX_FLOATS", 0)  # no exact shortcut: the selector answers
+    monkeypatch.setattr(loaded_module, "BRUTE_FORCE_MAX", 0)
+    used = []
+    selected = loaded_module.LoadedIndex._selector_params
+    monkeypatch.setattr(loaded_module.LoadedIndex, "_selector_params",
+                        lambda self, *a: used.append(1) or selected(self, *a))
+    for share in (0.3, 0.02):
+        allowed = np.zeros(N, dtype=bool)
+        allowed[np.random.default_rng(1).choice(N, int(share * N), replace=False)] = True
+        for row in (5, 700):
+            got = index.similar(ids[row], 10, allowed=allowed)
+            assert len(got) == 10 and all(allowed[int(i[1:])] for i, _ in got)
+            overlap = len({i for i, _ in got} & set(exact(vectors, ids, row, 10, allowed)))
+            assert overlap >= 7
+        if share == 0.3:  # the batched form: one search for both queries, the same quality
+            for row, got in zip((5, 700), index.nearest_many(vectors[[5, 700]], 10, allowed)):
+                assert len(got) == 10 and all(allowed[int(i[1:])] for i, _ in got)
+                assert len({i for i, _ in got} & set(exact(vectors, ids, row, 11, allowed))) >= 7
+    assert used
+    # fewer allowed items than k: all of them, exactly ranked
+    few = np.zeros(N, dtype=bool)
+    few[[3, 9, 27]] = True
+    assert [i for i, _ in index.similar(ids[5], 10, allowed=few)] == exact(vectors, ids, 5, 10, few)

@@ -20,6 +20,8 @@ COMMAND_MODULES = [
     "jobs.cli.embed",
     "jobs.cli.index",
     "jobs.cli.query",
+    "jobs.cli.export",
+    "jobs.cli.rules",
     "jobs.cli.bench",
     "jobs.cli.serve",
     "jobs.cli.behaviour",

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jobs.cli.query import add_shop_options
 from jobs.errors import UsageError
 from recsys.names import BEHAVIOUR_MODELS, DEFAULT_BEHAVIOUR_MODELS
 
@@ -41,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--category", default=None)
     rec.add_argument("--json", action="store_true")
+    add_shop_options(rec)
     rec.set_defaults(func=run_recommend)
 
     ev = subparsers.add_parser("evaluate", help="offline evaluation: popularity, behaviour, visual, hybrid")
@@ -118,13 +120,13 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_recommend(args: argparse.Namespace) -> int:
-    from jobs.cli.query import check_k, result_rows
-    from recsys.answers import Answers, Constraints
+    from jobs.cli.query import check_k, result_rows, shop_constraints
+    from recsys.answers import Answers
 
     check_k(args.k)
     answers = Answers.load(args.store, args.version, behaviour="required")
-    rows = result_rows(answers.recommend(args.user_id, args.k, Constraints.of(category=args.category)),
-                       answers.index)
+    constraints = shop_constraints(args, answers, args.category)
+    rows = result_rows(answers.recommend(args.user_id, args.k, constraints), answers.index)
     if args.json:
         print(json.dumps({"user_id": args.user_id, "version": answers.version, "results": rows}, indent=2,
                          default=str))

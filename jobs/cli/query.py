@@ -14,7 +14,7 @@ from recsys.answers import K_MAX, MODES
 
 if TYPE_CHECKING:
     from index.loaded import LoadedIndex
-    from recsys.answers import Answer
+    from recsys.answers import Answer, Answers, Constraints
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", choices=MODES, default="visual")
     parser.add_argument("--version", default=None, help="an index version (default: CURRENT)")
     parser.add_argument("--json", action="store_true", help="print the HTTP API's answer shape")
+    add_shop_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_shop_options(parser: argparse.ArgumentParser) -> None:
+    """--filter, --group-by and --diversity (DESIGN.md "Shop-grade parameters"), as the API takes them."""
+    parser.add_argument("--filter", default=None, metavar="JSON",
+                        help='catalogue conditions, e.g. \'{"category": "shoes", "price": {"lt": 50}}\'')
+    parser.add_argument("--group-by", default=None, metavar="COLUMN",
+                        help="at most one result (the best) per value of this catalogue column")
+    parser.add_argument("--diversity", type=float, default=0.0,
+                        help="0 to 1: trade relevance for variety among the visual vectors (0: off)")
+
+
+def shop_constraints(args: argparse.Namespace, answers: Answers, category: str | None = None) -> Constraints:
+    """The command's constraints, checked against the version's catalogue (UsageError naming it)."""
+    from recsys.answers import Constraints
+    from recsys.errors import InputError
+
+    try:
+        constraints = Constraints.of(category=category, filter=args.filter, group_by=args.group_by,
+                                     diversity=args.diversity)
+        answers.check(constraints)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    return constraints
 
 
 def check_k(k: int) -> None:
@@ -51,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
                                behaviour="none" if args.mode == "visual" else "required")
     except InputError as exc:
         raise UsageError(f"--mode {args.mode}: {exc}") from None
-    results = result_rows(answers.similar(args.item_id, args.k, args.mode), loaded)
+    constraints = shop_constraints(args, answers)
+    results = result_rows(answers.similar(args.item_id, args.k, args.mode, constraints), loaded)
     if args.json:
         body = {"item_id": args.item_id, "version": loaded.version, "mode": args.mode, "results": results}
         print(json.dumps(body, indent=2, default=str))
@@ -63,10 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
 def result_rows(answer: Answer, loaded: LoadedIndex) -> list[dict[str, Any]]:
     """Rows as the command line prints them: item_id, score (6 decimals), the row's extra fields,
-    then the item's catalogue metadata (all of it, the image reference included)."""
+    `why`, then the item's catalogue metadata (all of it, the image reference included)."""
     rows = []
     for n, (item_id, score) in enumerate(answer.rows):
-        row = {"item_id": item_id, "score": round(score, 6), **(answer.extras[n] if answer.extras else {})}
+        row = {"item_id": item_id, "score": round(score, 6), **(answer.extras[n] if answer.extras else {}),
+               "why": answer.why(n)}
         for key, value in loaded.metadata(item_id).items():
             row.setdefault(key, value)
         rows.append(row)

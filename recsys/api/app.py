@@ -16,7 +16,7 @@ from recsys.api.fastpath import FastSimilarMiddleware
 from recsys.api.limits import BodyLimitMiddleware
 from recsys.api.metrics import Metrics, MetricsMiddleware
 from recsys.api.reload import ServingState
-from recsys.api.routes import admin, health, items, similar, ui, users
+from recsys.api.routes import admin, health, items, sessions, similar, ui, users
 from recsys.api.settings import MIB, Settings
 from recsys.api.upload import UploadEmbedder
 
@@ -63,7 +63,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.serving = ServingState(settings.store, metrics, settings.cache_max_bytes, settings.cache_max_k)
     app.state.embedder = UploadEmbedder(settings.compute_threads)
     errors.install(app)
-    for router in (health.router, items.router, similar.router, users.router, admin.router, ui.router):
+    for router in (health.router, items.router, similar.router, users.router, sessions.router, admin.router,
+                   ui.router):
         app.include_router(router)
     app.mount("/ui/static", ui.static_files(), name="ui-static")
 

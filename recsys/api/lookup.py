@@ -6,6 +6,7 @@ results per version in a small LRU, as bytes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -15,12 +16,26 @@ import orjson
 from recsys.answers import NO_CONSTRAINTS, Constraints
 from recsys.api.errors import ApiError
 from recsys.api.serving import Snapshot
+from recsys.errors import InputError
 
 
 def parse_exclude(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return ()
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def constraints(snapshot: Snapshot, exclude: Iterable[str] = (), category: str | None = None,
+                filter: str | dict[str, Any] | None = None,  # shadows the builtin: the API's name
+                group_by: str | None = None, diversity: float = 0.0) -> Constraints:
+    """The request's constraints, checked against the serving version's catalogue: a malformed
+    filter or an unknown column is a 422 naming it."""
+    try:
+        result = Constraints.of(exclude, category, filter=filter, group_by=group_by, diversity=diversity)
+        snapshot.answers.check(result)
+    except InputError as exc:
+        raise ApiError(422, str(exc), code="invalid_request") from None
+    return result
 
 
 def _key(item_id: str, k: int, mode: str, constraints: Constraints) -> tuple:

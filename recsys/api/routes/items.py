@@ -11,12 +11,21 @@ from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from starlette.responses import FileResponse, RedirectResponse, Response
 
-from recsys.answers import DEFAULT_MODE, K_MAX, Constraints
+from recsys.answers import DEFAULT_MODE, K_MAX
 from recsys.api import lookup
 from recsys.api.deps import CurrentSnapshot
 from recsys.api.errors import ApiError
 from recsys.api.responses import JSONBytes
-from recsys.api.schemas import ErrorAnswer, ItemsAnswer, ItemSummary, Mode, SimilarAnswer
+from recsys.api.schemas import (
+    DiversityParam,
+    ErrorAnswer,
+    FilterParam,
+    GroupByParam,
+    ItemsAnswer,
+    ItemSummary,
+    Mode,
+    SimilarAnswer,
+)
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
@@ -27,6 +36,7 @@ ItemId = Annotated[str, PathParam(min_length=1, max_length=512)]
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
                ".gif": "image/gif", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff"}
 NOT_FOUND = {404: {"model": ErrorAnswer}}
+INVALID = {422: {"model": ErrorAnswer}}
 
 
 @router.get("", response_model=ItemsAnswer)
@@ -41,7 +51,7 @@ async def list_items(
     return JSONBytes({"version": snapshot.version, "total": len(snapshot), "offset": offset, "items": items})
 
 
-@router.get("/{item_id:path}/similar", response_model=SimilarAnswer, responses=NOT_FOUND)
+@router.get("/{item_id:path}/similar", response_model=SimilarAnswer, responses={**NOT_FOUND, **INVALID})
 async def similar_items(
     request: Request,
     item_id: ItemId,
@@ -50,9 +60,13 @@ async def similar_items(
     mode: Mode = DEFAULT_MODE,
     exclude: Annotated[str | None, Query(max_length=20_000, description="item ids, comma-separated")] = None,
     category: Annotated[str | None, Query(max_length=200)] = None,
+    filter: FilterParam = None,  # shadows the builtin: the API's name
+    group_by: GroupByParam = None,
+    diversity: DiversityParam = 0.0,
 ) -> Response:
     """Items most like this one: visual (image cosine), behaviour (co-occurrence) or hybrid."""
-    constraints = Constraints.of(lookup.parse_exclude(exclude), category)
+    constraints = lookup.constraints(snapshot, lookup.parse_exclude(exclude), category, filter, group_by,
+                                     diversity)
     body = await lookup.similar_answer(snapshot, item_id, k, mode, constraints, request.app.state.limiter)
     return Response(body, media_type="application/json")
 

@@ -8,12 +8,20 @@ import anyio
 import orjson
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
-from recsys.answers import K_MAX, Constraints
+from recsys.answers import K_MAX
 from recsys.api import lookup
 from recsys.api.deps import AppSettings, CurrentSnapshot
 from recsys.api.errors import ApiError
 from recsys.api.responses import JSONBytes
-from recsys.api.schemas import BatchAnswer, ErrorAnswer, ImageAnswer, SimilarRequest
+from recsys.api.schemas import (
+    BatchAnswer,
+    DiversityParam,
+    ErrorAnswer,
+    FilterParam,
+    GroupByParam,
+    ImageAnswer,
+    SimilarRequest,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -26,7 +34,8 @@ UPLOAD_PATH = "/v1/similar/image"
 @router.post("", response_model=BatchAnswer, responses={422: {"model": ErrorAnswer}})
 async def similar_many(query: SimilarRequest, request: Request, snapshot: CurrentSnapshot) -> JSONBytes:
     """Similar items for up to 100 item ids, or for one vector of the index's dimension."""
-    constraints = Constraints.of(query.exclude, query.category)
+    constraints = lookup.constraints(snapshot, query.exclude, query.category, query.filter, query.group_by,
+                                     query.diversity)
     if query.item_ids is not None:
         body = await anyio.to_thread.run_sync(
             lookup.batch_by_ids, snapshot, query.item_ids, query.k, query.mode, constraints,
@@ -50,8 +59,12 @@ async def similar_to_image(
     file: Annotated[UploadFile, File(description="an image (JPEG, PNG, WebP, ...), at most 10 MiB")],
     k: Annotated[int, Query(ge=1, le=K_MAX)] = 10,
     category: Annotated[str | None, Query(max_length=200)] = None,
+    filter: FilterParam = None,  # shadows the builtin: the API's name
+    group_by: GroupByParam = None,
+    diversity: DiversityParam = 0.0,
 ) -> JSONBytes:
     """Items that look like an uploaded image, embedded by the model that made the index."""
+    constraints = lookup.constraints(snapshot, (), category, filter, group_by, diversity)
     data = await file.read(settings.upload_max_bytes + 1)
     if len(data) > settings.upload_max_bytes:
         raise ApiError(413, f"file is over the {settings.upload_max_bytes} byte limit")
@@ -65,7 +78,7 @@ async def similar_to_image(
         raise ApiError(503, f"the model makes {vector.shape[1]}-d vectors but version {snapshot.version} "
                             f"holds {snapshot.index.dim}-d ones", code="model_mismatch")
     answer = await anyio.to_thread.run_sync(
-        lambda: snapshot.answers.similar_to_vectors(vector, k, Constraints.of(category=category))[0],
+        lambda: snapshot.answers.similar_to_vectors(vector, k, constraints)[0],
         limiter=limiter)
     return JSONBytes({"version": snapshot.version, "mode": "visual", "model_id": model_id,
                       "results": orjson.Fragment(snapshot.results(answer))})
