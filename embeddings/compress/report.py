@@ -11,12 +11,19 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from embeddings.embedding_set import read_embedding_set
+
+if TYPE_CHECKING:
+    import torch
+
+    from embeddings.backbone import Backbone
+    from embeddings.onnx_runtime import OnnxEmbedder
+    from embeddings.torch_runtime import TorchEmbedder
 
 
 def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
@@ -52,7 +59,8 @@ def near_duplicate_recall(vectors: np.ndarray, labels: np.ndarray, queries: np.n
     return float(np.mean(recalls))
 
 
-def model_throughput(embedder: Any, batch: Any, min_images: int = 96) -> float:
+def model_throughput(embedder: TorchEmbedder | OnnxEmbedder, batch: torch.Tensor | np.ndarray,
+                     min_images: int = 96) -> float:
     """Images per second of the model alone on a preprocessed batch (after one warm-up call)."""
     embedder.embed_tensors(batch[:2])
     done, started = 0, time.perf_counter()
@@ -62,7 +70,7 @@ def model_throughput(embedder: Any, batch: Any, min_images: int = 96) -> float:
     return done / (time.perf_counter() - started)
 
 
-def end_to_end(catalog: pd.DataFrame, backbone: Any, batch_size: int = 32,
+def end_to_end(catalog: pd.DataFrame, backbone: Backbone, batch_size: int = 32,
                workers: int | None = None) -> tuple[np.ndarray, list[str], float]:
     """Run the real embed job on `catalog`; returns its vectors, item ids and images per second."""
     from embeddings.runner import EmbedOptions, embed_catalog
