@@ -73,8 +73,8 @@ class Behaviour:
         return HybridModel(float(self.manifest["hybrid_weight"]),
                            float(self.manifest.get("hybrid_cold_weight", 1.0)),
                            str(self.manifest.get("hybrid_cold", "visual")),
-                           int(self.manifest.get("hybrid_donors", 20))).build(self.model, self.visual,
-                                                                              self.donors)
+                           int(self.manifest.get("hybrid_donors", 20)),
+                           self.manifest.get("hybrid_cold_from")).build(self.model, self.visual, self.donors)
 
 
 def visual_from_index(loaded: Any, item_space: np.ndarray, neighbours: int) -> VisualModel:
@@ -124,6 +124,7 @@ def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None 
         "hybrid_cold": settings.cold,
         "hybrid_cold_weight": settings.cold_weight,
         "hybrid_donors": settings.donors,
+        "hybrid_cold_from": settings.cold_from,
         "hybrid_validation": chosen.pop("validation"),
         # what validation preferred; serving answers with the blend until the answer path takes the
         # ranker (saved as ranker.txt)
