@@ -101,7 +101,10 @@ def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None 
     item_space = np.array(catalogue + [i for i in pd.unique(events.item_id) if i not in known], dtype=str)
     names = [options.model] if options.model != "auto" else usable_behaviour_models(
         list(DEFAULT_BEHAVIOUR_MODELS), len(item_space))
-    vectors = VisualVectors(np.asarray(catalogue, dtype=str), np.asarray(loaded.vectors, dtype=np.float32))
+    in_stock = loaded.items["in_stock"].fillna(False).astype(bool).to_numpy() \
+        if "in_stock" in loaded.items else None
+    vectors = VisualVectors(np.asarray(catalogue, dtype=str), np.asarray(loaded.vectors, dtype=np.float32),
+                            in_stock)
     try:
         settings = choose_settings(events, item_space, names, options.k, vectors, options.hybrid_weight,
                                    options.recency_half_life_days)

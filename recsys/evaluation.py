@@ -91,6 +91,13 @@ class Settings:
 class VisualVectors:
     item_ids: np.ndarray  # (n,) str
     vectors: np.ndarray  # (n, dim) float32, unit length
+    in_stock: np.ndarray | None = None  # (n,) bool, from the catalogue's in_stock column (None: all)
+
+    def showable(self, item_space: np.ndarray) -> np.ndarray:
+        """Per item of `item_space`: may the service show it? Catalogue items in stock, as
+        recsys.answers recommends (items known only from events are never shown)."""
+        shown = self.item_ids if self.in_stock is None else self.item_ids[self.in_stock]
+        return np.isin(item_space, shown)
 
     @classmethod
     def from_store(cls, store: str | Path, version: str | None = None) -> VisualVectors:
@@ -98,8 +105,10 @@ class VisualVectors:
         from index.store import load_version
 
         loaded = load_version(store, version)
-        item_ids = loaded.items["item_id"].astype(str).to_numpy()
-        return cls(item_ids, np.asarray(loaded.vectors, dtype=np.float32))
+        items = loaded.items
+        item_ids = items["item_id"].astype(str).to_numpy()
+        in_stock = items["in_stock"].fillna(False).astype(bool).to_numpy() if "in_stock" in items else None
+        return cls(item_ids, np.asarray(loaded.vectors, dtype=np.float32), in_stock)
 
 
 @dataclass
@@ -111,6 +120,7 @@ class Holdout:
     relevant: list[set[int]]  # per evaluated user: held-out item positions
     cold: np.ndarray  # (n_items,) bool: no training events
     seen: sp.csr_matrix | None = None  # what each user may not be shown (None: train.matrix)
+    showable: np.ndarray | None = None  # (n_items,) bool: what the service may show (None: all)
 
 
 def make_holdout(split: Split, item_space: Sequence[str],
@@ -133,7 +143,7 @@ def with_recency(holdout: Holdout, events: pd.DataFrame, half_life_days: float) 
     """The same holdout with the histories re-weighted by another recency half-life (0: off)."""
     again = from_events(events, holdout.train.item_ids, half_life_days or None)
     train = Interactions(again.user_ids, again.item_ids, again.matrix, again.recent, again.trending)
-    return Holdout(train, holdout.users, holdout.relevant, holdout.cold, holdout.seen)
+    return replace(holdout, train=train)
 
 
 def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> np.ndarray:
@@ -147,6 +157,8 @@ def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> 
                   if isinstance(model, HybridModel) else model.score_histories(holdout.train.recent[users]))
         seen = seen.tocoo()
         scores[seen.row, seen.col] = -np.inf
+        if holdout.showable is not None:
+            scores[:, ~holdout.showable] = -np.inf
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         out.append(np.take_along_axis(top, order, axis=1))
@@ -213,7 +225,9 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     Raises InputError when the events are too few to carve a validation window from."""
     inner = validation_split(train_events, kind)
     recencies = RECENCY_GRID if recency_half_life_days is None else (recency_half_life_days,)
-    holdouts = {r: with_recency(make_holdout(inner, item_space), inner.train, r) for r in recencies}
+    shown = vectors.showable(item_space) if vectors is not None else None  # what the service may show
+    holdouts = {r: replace(with_recency(make_holdout(inner, item_space), inner.train, r), showable=shown)
+                for r in recencies}
     first = holdouts[recencies[0]]
     grid: dict[str, float] = {}
     best_by_name: dict[str, tuple[float, dict[str, Any], float]] = {}
@@ -239,7 +253,8 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     trained = set(pd.unique(train_events.item_id))
     new_share = float(np.mean([item not in trained for item in item_space[catalogue]])) \
         if catalogue.any() else 0.0
-    base = with_recency(make_holdout(inner, item_space), inner.train, recency)
+    base = holdouts[recency] if recency in holdouts else replace(
+        with_recency(make_holdout(inner, item_space), inner.train, recency), showable=shown)
     hidden = _new_items(inner, item_space, new_share, seed=0)
     window = float(train_events.timestamp.max() - inner.train.timestamp.max())
     holdout = make_new(base, hidden, first_fans(inner.train, base, hidden, window))
@@ -341,7 +356,7 @@ def make_new(holdout: Holdout, items: np.ndarray, first_fans: Sequence[tuple[int
     cold = holdout.cold.copy()
     cold[items] = True
     if not len(first_fans):
-        return Holdout(hidden, holdout.users, holdout.relevant, cold, train.matrix)
+        return replace(holdout, train=hidden, cold=cold, seen=train.matrix)
     made_new = set(int(i) for i in items)
     seen = sp.lil_matrix(train.matrix)
     relevant: dict[int, set[int]] = {}
@@ -356,7 +371,8 @@ def make_new(holdout: Holdout, items: np.ndarray, first_fans: Sequence[tuple[int
     seen = sp.csr_matrix(seen, dtype=np.float32)
     seen.eliminate_zeros()
     users = sorted(relevant)
-    return Holdout(hidden, np.array(users, dtype=np.int64), [relevant[u] for u in users], cold, seen)
+    return replace(holdout, train=hidden, users=np.array(users, dtype=np.int64),
+                   relevant=[relevant[u] for u in users], cold=cold, seen=seen)
 
 
 def first_fans(train: pd.DataFrame, holdout: Holdout, items: np.ndarray,
@@ -380,8 +396,8 @@ def _halves(holdout: Holdout, seed: int) -> tuple[Holdout, Holdout]:
     order = np.random.default_rng(seed).permutation(len(holdout.users))
     parts = []
     for rows in (np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])):
-        parts.append(Holdout(holdout.train, holdout.users[rows], [holdout.relevant[r] for r in rows],
-                             holdout.cold, holdout.seen))
+        parts.append(replace(holdout, users=holdout.users[rows],
+                             relevant=[holdout.relevant[r] for r in rows]))
     return parts[0], parts[1]
 
 
@@ -430,6 +446,8 @@ def evaluate(
     settings = choose_settings(parts.train, item_space, names, k, vectors, hybrid_weight,
                                recency_half_life_days, kind=split)
     holdout = make_holdout(parts, item_space, settings.recency_half_life_days)
+    if vectors is not None:  # ranked as the service answers: catalogue items in stock only
+        holdout = replace(holdout, showable=vectors.showable(item_space))
     models: dict[str, ItemModel] = {"popularity": PopularityModel().fit(holdout.train)}
     behaviours = {}
     for name in names:
