@@ -72,6 +72,24 @@ def test_evaluation_loop_on_a_hand_checked_case() -> None:
     assert 0.0 <= lo <= overall["recall@2"] <= hi <= 1.0
 
 
+def test_evaluation_ranks_only_what_the_service_may_show() -> None:
+    from dataclasses import replace
+
+    from recsys.split import Split
+
+    train = events([("u1", "a", 1), ("u2", "b", 2), ("u3", "b", 3), ("u2", "c", 4), ("u3", "c", 5),
+                    ("u4", "c", 6), ("u5", "e", 7)])
+    test = pd.DataFrame({"user_id": ["u1"], "item_id": ["b"]})
+    vectors = VisualVectors(np.array(["a", "b", "c", "d"]), np.eye(4, dtype=np.float32),
+                            np.array([True, True, False, True]))  # c is out of stock; e has no picture
+    assert list(vectors.showable(np.array(["a", "b", "c", "d", "e"]))) == [True, True, False, True, False]
+    holdout = make_holdout(Split("random", train, test, 1), ["a", "b", "c", "d", "e"], None)
+    shown = replace(holdout, showable=vectors.showable(holdout.train.item_ids))
+    model = PopularityModel().fit(holdout.train)
+    assert evaluate_model(model, holdout, k=1)[0]["recall@1"] == 0.0  # u1 gets c, the most popular
+    assert evaluate_model(model, shown, k=1)[0]["recall@1"] == 1.0  # as served: c is out, b first
+
+
 def test_items_made_new_in_validation_have_no_past_users() -> None:
     from recsys.evaluation import first_fans, make_new, rank_users
     from recsys.split import Split
