@@ -119,7 +119,9 @@ DEMO_NOTE = (
     "(shoppers follow undrawn maker, line and fit): there visual similarity is noise, and the "
     "hybrid must not lose to behaviour alone. Visual vectors: the pretrained tf_efficientnet_lite0 over "
     "the pictures (`recsys embed`, CPU), exact neighbours. Temporal split: the last 20% of the events "
-    "are the test; cold = held-out items with no training events.")
+    "are the test; cold = held-out items with no training events. Every model ranks only what the "
+    "service may show (catalogue items in stock, as `recsys serve` recommends); about 10-14% of the demo's "
+    "items are out of stock and still have events, so their held-out pairs count as misses for all.")
 
 SETTINGS_NOTE = (
     "How every setting was chosen: on a validation window, the last 20% (by time) of the TRAINING "
