@@ -11,9 +11,10 @@ split is never read: the last 20% by time (a temporal window, as serving predict
 when the test split itself is random, a random 20% of the training pairs (to measure what the test
 measures). On it are chosen, in two stages, (1) each
 behaviour model's settings (BEHAVIOUR_GRID) and the recency half-life of the histories (including
-off), and the best behaviour model; (2) the hybrid's blend weight, cold-start handling (none,
-donors by image, donors by projection, at several weights) and where cold items enter a list
-(hybrid.py, `cold_from`; taken only when it wins beyond doubt), then the LightGBM second stage.
+off), and the best behaviour model; (2) the hybrid's blend weight (on the window as it is), then
+on the window with items made new (below) its cold-start handling (none, donors by image, donors by
+projection, at several weights) and where cold items enter a list (hybrid.py, `cold_from`; taken
+only when it wins beyond doubt), then the LightGBM second stage.
 
 Stage 2 needs new items in the window, as the test has: a window carved by time holds almost none
 (in a shop most items were on sale long before it), so as many items as the catalogue has without
@@ -261,19 +262,34 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     item_ages = ages(inner.train, item_space)
     item_ages[hidden] = -1.0
     settings.validation["new_item_share"] = round(new_share, 4)
-    behaviour = make_behaviour_model(name, **params).fit(holdout.train)
     visual = build_visual(vectors, item_space)
-    donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
+    # 2a: the blend weight, on the window as it is (the weight ranks the items that have events)
     weights = WEIGHT_GRID if hybrid_weight is None else (hybrid_weight,)
-    best, hybrid_grid = (-1.0, 0.5, "visual", 1.0, 20), {}
+    warm_behaviour = make_behaviour_model(name, **params).fit(base.train)
+    weight_grid = {w: recall_of(HybridModel(w, 1.0, "none", 1).build(warm_behaviour, visual), base, k)
+                   for w in weights}
+    settings.hybrid_weight = max(weights, key=lambda w: weight_grid[w])  # first best
+    settings.validation["hybrid_weight"] = {f"w={w:g}": round(r, 6) for w, r in weight_grid.items()}
+    # 2b: cold handling at that weight, on the window with items made new
+    behaviour = make_behaviour_model(name, **params).fit(holdout.train)
+    donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
+    best, hybrid_grid = (-1.0, settings.hybrid_weight, "visual", 1.0, 20), {}
     for cold, cold_weight, n_donors in COLD_GRID:
-        for weight in weights:
-            hybrid = HybridModel(weight, cold_weight, cold, n_donors).build(behaviour, visual, donors)
-            recall = recall_of(hybrid, holdout, k)
-            hybrid_grid[f"w={weight:g} cold={cold}x{cold_weight:g} donors={n_donors}"] = round(recall, 6)
-            if recall > best[0]:
-                best = (recall, weight, cold, cold_weight, n_donors)
-    settings.hybrid_weight, settings.cold, settings.cold_weight, settings.donors = best[1:]
+        hybrid = HybridModel(settings.hybrid_weight, cold_weight, cold, n_donors)
+        recall = recall_of(hybrid.build(behaviour, visual, donors), holdout, k)
+        hybrid_grid[f"cold={cold}x{cold_weight:g} donors={n_donors}"] = round(recall, 6)
+        if recall > best[0]:
+            best = (recall, settings.hybrid_weight, cold, cold_weight, n_donors)
+    # lending to cold items is taken only where it beats lending nothing beyond doubt (the bootstrap
+    # 95% interval of the per-user gain above 0), as the cold entry and the ranker are
+    nothing = HybridModel(settings.hybrid_weight, 1.0, "none", 1).build(behaviour, visual, donors)
+    lend = HybridModel(settings.hybrid_weight, best[3], best[2], best[4]).build(behaviour, visual, donors)
+    gain = bootstrap_interval(recalls_of(lend, holdout, k) - recalls_of(nothing, holdout, k)) \
+        if best[2] != "none" else (0.0, 0.0)
+    settings.validation["cold_gain_ci95"] = [round(g, 6) for g in gain]
+    if gain[0] <= 0:
+        best = (recall_of(nothing, holdout, k), settings.hybrid_weight, "none", 1.0, 1)
+    settings.cold, settings.cold_weight, settings.donors = best[2:]
     # where cold items enter the lists, and in what order among themselves (at the chosen weight);
     # taken only where it beats the plain blend beyond doubt (bootstrap 95% interval of the per-user
     # gain above 0), as the ranker is
