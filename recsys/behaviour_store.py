@@ -73,8 +73,8 @@ class Behaviour:
         return HybridModel(float(self.manifest["hybrid_weight"]),
                            float(self.manifest.get("hybrid_cold_weight", 1.0)),
                            str(self.manifest.get("hybrid_cold", "visual")),
-                           int(self.manifest.get("hybrid_donors", 20))).build(self.model, self.visual,
-                                                                              self.donors)
+                           int(self.manifest.get("hybrid_donors", 20)),
+                           self.manifest.get("hybrid_cold_from")).build(self.model, self.visual, self.donors)
 
 
 def visual_from_index(loaded: Any, item_space: np.ndarray, neighbours: int) -> VisualModel:
@@ -101,7 +101,10 @@ def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None 
     item_space = np.array(catalogue + [i for i in pd.unique(events.item_id) if i not in known], dtype=str)
     names = [options.model] if options.model != "auto" else usable_behaviour_models(
         list(DEFAULT_BEHAVIOUR_MODELS), len(item_space))
-    vectors = VisualVectors(np.asarray(catalogue, dtype=str), np.asarray(loaded.vectors, dtype=np.float32))
+    in_stock = loaded.items["in_stock"].fillna(False).astype(bool).to_numpy() \
+        if "in_stock" in loaded.items else None
+    vectors = VisualVectors(np.asarray(catalogue, dtype=str), np.asarray(loaded.vectors, dtype=np.float32),
+                            in_stock)
     try:
         settings = choose_settings(events, item_space, names, options.k, vectors, options.hybrid_weight,
                                    options.recency_half_life_days)
@@ -124,6 +127,7 @@ def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None 
         "hybrid_cold": settings.cold,
         "hybrid_cold_weight": settings.cold_weight,
         "hybrid_donors": settings.donors,
+        "hybrid_cold_from": settings.cold_from,
         "hybrid_validation": chosen.pop("validation"),
         # what validation preferred; serving answers with the blend until the answer path takes the
         # ranker (saved as ranker.txt)

@@ -11,8 +11,17 @@ split is never read: the last 20% by time (a temporal window, as serving predict
 when the test split itself is random, a random 20% of the training pairs (to measure what the test
 measures). On it are chosen, in two stages, (1) each
 behaviour model's settings (BEHAVIOUR_GRID) and the recency half-life of the histories (including
-off), and the best behaviour model; (2) the hybrid's blend weight and cold-start handling (none,
-donors by image, donors by projection, each at full or half weight).
+off), and the best behaviour model; (2) the hybrid's blend weight (on the window as it is), then
+on the window with items made new (below) its cold-start handling (none, donors by image, donors by
+projection, at several weights) and where cold items enter a list (hybrid.py, `cold_from`; taken
+only when it wins beyond doubt), then the LightGBM second stage.
+
+Stage 2 needs new items in the window, as the test has: a window carved by time holds almost none
+(in a shop most items were on sale long before it), so as many items as the catalogue has without
+events are made new (`make_new`): the models and histories lose their events, nobody who had them is
+shown them (a new item has no past users), and what is held out for them is the demand of their own
+first days on sale (`first_fans`), not the leftovers of a long life: a new item's fans are all still to
+come, an old item's have mostly had it.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys.cleaning import CleaningConfig, clean_events
 from recsys.interactions import Interactions, from_events
@@ -50,6 +60,10 @@ RECENCY_GRID = (0.0, 7.0, 30.0)  # history half-life in days; 0: off
 # cold handling: (where donors come from, weight of what they lend, how many lend)
 COLD_GRID = (("none", 1.0, 1),) + tuple((mode, c, n) for mode in ("visual", "projection")
                                         for c in (0.5, 1.0, 2.0, 4.0) for n in (3, 20))
+# where cold items enter a list (hybrid.py, `cold_from`): None never, else from that warm rank on;
+# tried with each way of ordering the cold items among themselves
+COLD_FROM_GRID = (None, 9, 7, 5, 3)  # in a list of 10: 0, 1, 2, 3, 4 cold items
+COLD_ORDER_GRID = (("none", 1), ("visual", 3), ("visual", 20), ("projection", 3), ("projection", 20))
 VALIDATION_FRAC = 0.2
 
 
@@ -64,6 +78,7 @@ class Settings:
     cold: str = "visual"
     cold_weight: float = 1.0
     donors: int = 20
+    cold_from: int | None = None  # warm rank from which cold items interleave (None: never)
     second_stage: str = "blend"  # blend: the calibrated blend serves; ranker: the learned second stage
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> its best params
     validation: dict[str, Any] = field(default_factory=dict)  # recall per setting tried
@@ -77,6 +92,13 @@ class Settings:
 class VisualVectors:
     item_ids: np.ndarray  # (n,) str
     vectors: np.ndarray  # (n, dim) float32, unit length
+    in_stock: np.ndarray | None = None  # (n,) bool, from the catalogue's in_stock column (None: all)
+
+    def showable(self, item_space: np.ndarray) -> np.ndarray:
+        """Per item of `item_space`: may the service show it? Catalogue items in stock, as
+        recsys.answers recommends (items known only from events are never shown)."""
+        shown = self.item_ids if self.in_stock is None else self.item_ids[self.in_stock]
+        return np.isin(item_space, shown)
 
     @classmethod
     def from_store(cls, store: str | Path, version: str | None = None) -> VisualVectors:
@@ -84,8 +106,10 @@ class VisualVectors:
         from index.store import load_version
 
         loaded = load_version(store, version)
-        item_ids = loaded.items["item_id"].astype(str).to_numpy()
-        return cls(item_ids, np.asarray(loaded.vectors, dtype=np.float32))
+        items = loaded.items
+        item_ids = items["item_id"].astype(str).to_numpy()
+        in_stock = items["in_stock"].fillna(False).astype(bool).to_numpy() if "in_stock" in items else None
+        return cls(item_ids, np.asarray(loaded.vectors, dtype=np.float32), in_stock)
 
 
 @dataclass
@@ -96,6 +120,8 @@ class Holdout:
     users: np.ndarray  # positions (into train.user_ids) of the evaluated users
     relevant: list[set[int]]  # per evaluated user: held-out item positions
     cold: np.ndarray  # (n_items,) bool: no training events
+    seen: sp.csr_matrix | None = None  # what each user may not be shown (None: train.matrix)
+    showable: np.ndarray | None = None  # (n_items,) bool: what the service may show (None: all)
 
 
 def make_holdout(split: Split, item_space: Sequence[str],
@@ -118,7 +144,7 @@ def with_recency(holdout: Holdout, events: pd.DataFrame, half_life_days: float) 
     """The same holdout with the histories re-weighted by another recency half-life (0: off)."""
     again = from_events(events, holdout.train.item_ids, half_life_days or None)
     train = Interactions(again.user_ids, again.item_ids, again.matrix, again.recent, again.trending)
-    return Holdout(train, holdout.users, holdout.relevant, holdout.cold)
+    return replace(holdout, train=train)
 
 
 def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> np.ndarray:
@@ -127,9 +153,13 @@ def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> 
     out = []
     for start in range(0, len(holdout.users), batch):
         users = holdout.users[start:start + batch]
-        scores = model.score_histories(holdout.train.recent[users])
-        seen = holdout.train.matrix[users].tocoo()
+        seen = (holdout.train.matrix if holdout.seen is None else holdout.seen)[users]
+        scores = (model.score_histories(holdout.train.recent[users], exclude=seen)
+                  if isinstance(model, HybridModel) else model.score_histories(holdout.train.recent[users]))
+        seen = seen.tocoo()
         scores[seen.row, seen.col] = -np.inf
+        if holdout.showable is not None:
+            scores[:, ~holdout.showable] = -np.inf
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         out.append(np.take_along_axis(top, order, axis=1))
@@ -196,7 +226,9 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     Raises InputError when the events are too few to carve a validation window from."""
     inner = validation_split(train_events, kind)
     recencies = RECENCY_GRID if recency_half_life_days is None else (recency_half_life_days,)
-    holdouts = {r: with_recency(make_holdout(inner, item_space), inner.train, r) for r in recencies}
+    shown = vectors.showable(item_space) if vectors is not None else None  # what the service may show
+    holdouts = {r: replace(with_recency(make_holdout(inner, item_space), inner.train, r), showable=shown)
+                for r in recencies}
     first = holdouts[recencies[0]]
     grid: dict[str, float] = {}
     best_by_name: dict[str, tuple[float, dict[str, Any], float]] = {}
@@ -222,29 +254,72 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     trained = set(pd.unique(train_events.item_id))
     new_share = float(np.mean([item not in trained for item in item_space[catalogue]])) \
         if catalogue.any() else 0.0
-    cold_inner = hide_items(inner, new_share, seed=0)
-    holdout = with_recency(make_holdout(cold_inner, item_space), cold_inner.train, recency)
+    base = holdouts[recency] if recency in holdouts else replace(
+        with_recency(make_holdout(inner, item_space), inner.train, recency), showable=shown)
+    hidden = _new_items(inner, item_space, new_share, seed=0)
+    window = float(train_events.timestamp.max() - inner.train.timestamp.max())
+    holdout = make_new(base, hidden, first_fans(inner.train, base, hidden, window))
+    item_ages = ages(inner.train, item_space)
+    item_ages[hidden] = -1.0
     settings.validation["new_item_share"] = round(new_share, 4)
-    behaviour = make_behaviour_model(name, **params).fit(holdout.train)
     visual = build_visual(vectors, item_space)
-    donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
+    # 2a: the blend weight, on the window as it is (the weight ranks the items that have events)
     weights = WEIGHT_GRID if hybrid_weight is None else (hybrid_weight,)
-    best, hybrid_grid = (-1.0, 0.5, "visual", 1.0, 20), {}
+    warm_behaviour = make_behaviour_model(name, **params).fit(base.train)
+    weight_grid = {w: recall_of(HybridModel(w, 1.0, "none", 1).build(warm_behaviour, visual), base, k)
+                   for w in weights}
+    settings.hybrid_weight = max(weights, key=lambda w: weight_grid[w])  # first best
+    settings.validation["hybrid_weight"] = {f"w={w:g}": round(r, 6) for w, r in weight_grid.items()}
+    # 2b: cold handling at that weight, on the window with items made new
+    behaviour = make_behaviour_model(name, **params).fit(holdout.train)
+    donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
+    best, hybrid_grid = (-1.0, settings.hybrid_weight, "visual", 1.0, 20), {}
     for cold, cold_weight, n_donors in COLD_GRID:
-        for weight in weights:
-            hybrid = HybridModel(weight, cold_weight, cold, n_donors).build(behaviour, visual, donors)
+        hybrid = HybridModel(settings.hybrid_weight, cold_weight, cold, n_donors)
+        recall = recall_of(hybrid.build(behaviour, visual, donors), holdout, k)
+        hybrid_grid[f"cold={cold}x{cold_weight:g} donors={n_donors}"] = round(recall, 6)
+        if recall > best[0]:
+            best = (recall, settings.hybrid_weight, cold, cold_weight, n_donors)
+    # lending to cold items is taken only where it beats lending nothing beyond doubt (the bootstrap
+    # 95% interval of the per-user gain above 0), as the cold entry and the ranker are
+    nothing = HybridModel(settings.hybrid_weight, 1.0, "none", 1).build(behaviour, visual, donors)
+    lend = HybridModel(settings.hybrid_weight, best[3], best[2], best[4]).build(behaviour, visual, donors)
+    gain = bootstrap_interval(recalls_of(lend, holdout, k) - recalls_of(nothing, holdout, k)) \
+        if best[2] != "none" else (0.0, 0.0)
+    settings.validation["cold_gain_ci95"] = [round(g, 6) for g in gain]
+    if gain[0] <= 0:
+        best = (recall_of(nothing, holdout, k), settings.hybrid_weight, "none", 1.0, 1)
+    settings.cold, settings.cold_weight, settings.donors = best[2:]
+    # where cold items enter the lists, and in what order among themselves (at the chosen weight);
+    # taken only where it beats the plain blend beyond doubt (bootstrap 95% interval of the per-user
+    # gain above 0), as the ranker is
+    entry_grid: dict[str, float] = {}
+    best_entry: tuple[float, int | None, str, int] = (-1.0, None, settings.cold, settings.donors)
+    for cold, n_donors in COLD_ORDER_GRID:
+        for cold_from in COLD_FROM_GRID[1:]:
+            hybrid = HybridModel(settings.hybrid_weight, 1.0, cold, n_donors, cold_from).build(
+                behaviour, visual, donors)
             recall = recall_of(hybrid, holdout, k)
-            hybrid_grid[f"w={weight:g} cold={cold}x{cold_weight:g} donors={n_donors}"] = round(recall, 6)
-            if recall > best[0]:
-                best = (recall, weight, cold, cold_weight, n_donors)
-    settings.hybrid_weight, settings.cold, settings.cold_weight, settings.donors = best[1:]
+            entry_grid[f"cold={cold} donors={n_donors} from={cold_from}"] = round(recall, 6)
+            if recall > best_entry[0]:
+                best_entry = (recall, cold_from, cold, n_donors)
+    if best_entry[0] > best[0]:
+        plain = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors)
+        entry = HybridModel(settings.hybrid_weight, 1.0, best_entry[2], best_entry[3], best_entry[1])
+        gain = bootstrap_interval(recalls_of(entry.build(behaviour, visual, donors), holdout, k)
+                                  - recalls_of(plain.build(behaviour, visual, donors), holdout, k))
+        settings.validation["cold_entry_gain_ci95"] = [round(g, 6) for g in gain]
+        if gain[0] > 0:
+            settings.cold_from, settings.cold, settings.donors = best_entry[1:]
+            settings.cold_weight = 1.0
     settings.validation["hybrid"] = hybrid_grid
+    settings.validation["cold_entry"] = entry_grid
     # The second stage: trained on half of the validation users and compared with the blend on the
     # other half; it serves only where it wins there beyond doubt (the bootstrap 95% interval of the
     # per-user difference above 0). Then retrained on all of them.
-    blend = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors).build(
-        behaviour, visual, donors)
-    ranker = RankerModel().build(behaviour, visual, donors, ages(cold_inner.train, item_space))
+    blend = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors,
+                        settings.cold_from).build(behaviour, visual, donors)
+    ranker = RankerModel().build(behaviour, visual, donors, item_ages)
     first_half, second_half = _halves(holdout, seed=0)
     ranker.train(holdout.train.recent[first_half.users], first_half.relevant)
     blend_recalls = recalls_of(blend, second_half, k)
@@ -259,21 +334,77 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     settings.ranker = ranker.train(holdout.train.recent[holdout.users], holdout.relevant).booster
     log.info("validation picks the %s as second stage (ranker %.4f, blend %.4f on held-out users)",
              settings.second_stage, ranker_recall, blend_recall)
-    log.info("validation picks hybrid weight %.2f, cold %s x %.2f (recall@%d %.4f)", best[1], best[2],
-             best[3], k, best[0])
+    log.info("validation picks hybrid weight %.2f, cold %s x %.2f from rank %s (recall@%d %.4f)",
+             settings.hybrid_weight, settings.cold, settings.cold_weight, settings.cold_from, k, best[0])
     return settings
 
 
-def hide_items(split: Split, share: float, seed: int = 0) -> Split:
-    """`split` with a random `share` of the items held out in its test made new: their training
-    events removed, as if they had just arrived."""
+def _new_items(split: Split, item_space: np.ndarray, share: float, seed: int = 0) -> np.ndarray:
+    """Positions of the items to make new in the validation window: a random `share` of the items
+    held out in it, less any that would leave no training events at all. (Items that first appear
+    inside the window are new there already.)"""
     items = pd.unique(split.test.item_id)
     rng = np.random.default_rng(seed)
     hidden = set(items[rng.random(len(items)) < share])
-    train = split.train[~split.train.item_id.isin(hidden)]
-    if len(train) == 0 or not hidden:
-        return split
-    return Split(split.kind, train.reset_index(drop=True), split.test, split.test_events)
+    if split.train.item_id.isin(hidden).all():
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.isin(item_space, list(hidden)))
+
+
+def make_new(holdout: Holdout, items: np.ndarray, first_fans: Sequence[tuple[int, int]] = ()) -> Holdout:
+    """`holdout` with `items` (positions) made new, as if they had just arrived at the window's start:
+    neither the models nor the histories hold any of their events, and nobody is shown them who had
+    them (a new item has no past users, so none of them may count as a miss or take a place in a
+    list). With `first_fans` ((user position, item position) pairs, see `first_fans`) the items'
+    demand in the window is that of their own first days: those pairs are what is held out for them,
+    in place of the pairs they really had in the window."""
+    n_items = len(holdout.train.item_ids)
+    keep = sp.diags(np.where(np.isin(np.arange(n_items), items), 0.0, 1.0))
+
+    def without(matrix: sp.csr_matrix) -> sp.csr_matrix:
+        out = sp.csr_matrix(matrix @ keep, dtype=np.float32)
+        out.eliminate_zeros()
+        return out
+
+    train = holdout.train
+    hidden = Interactions(train.user_ids, train.item_ids, without(train.matrix), without(train.recent),
+                          (train.trending * keep.diagonal()).astype(np.float32))
+    cold = holdout.cold.copy()
+    cold[items] = True
+    if not len(first_fans):
+        return replace(holdout, train=hidden, cold=cold, seen=train.matrix)
+    made_new = set(int(i) for i in items)
+    seen = sp.lil_matrix(train.matrix)
+    relevant: dict[int, set[int]] = {}
+    for user, rel in zip(holdout.users, holdout.relevant):
+        for item in rel & made_new:
+            seen[user, item] = 1.0  # met it later in its life: not shown, not held out
+        if rel - made_new:
+            relevant[int(user)] = rel - made_new
+    for user, item in first_fans:
+        seen[user, item] = 0.0
+        relevant.setdefault(int(user), set()).add(int(item))
+    seen = sp.csr_matrix(seen, dtype=np.float32)
+    seen.eliminate_zeros()
+    users = sorted(relevant)
+    return replace(holdout, train=hidden, users=np.array(users, dtype=np.int64),
+                   relevant=[relevant[u] for u in users], cold=cold, seen=seen)
+
+
+def first_fans(train: pd.DataFrame, holdout: Holdout, items: np.ndarray,
+               window: float) -> list[tuple[int, int]]:
+    """For items made new in a validation window: the (user, item) pairs of each item's first `window`
+    seconds on sale (from its first event): a new item's demand in the window, measured on the item
+    itself when it was new. `train`: the window's training events."""
+    if not len(items):
+        return []
+    names = set(holdout.train.item_ids[items])
+    events = train[train.item_id.isin(names)]
+    pairs = events.groupby(["user_id", "item_id"]).timestamp.min().reset_index()
+    first = events.groupby("item_id").timestamp.min()
+    early = pairs[pairs.timestamp.to_numpy() < first.reindex(pairs.item_id).to_numpy() + window]
+    users, positions = holdout.train.user_index(), holdout.train.item_index()
+    return [(users[u], positions[i]) for u, i in zip(early.user_id, early.item_id)]
 
 
 def _halves(holdout: Holdout, seed: int) -> tuple[Holdout, Holdout]:
@@ -281,8 +412,8 @@ def _halves(holdout: Holdout, seed: int) -> tuple[Holdout, Holdout]:
     order = np.random.default_rng(seed).permutation(len(holdout.users))
     parts = []
     for rows in (np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])):
-        parts.append(Holdout(holdout.train, holdout.users[rows], [holdout.relevant[r] for r in rows],
-                             holdout.cold))
+        parts.append(replace(holdout, users=holdout.users[rows],
+                             relevant=[holdout.relevant[r] for r in rows]))
     return parts[0], parts[1]
 
 
@@ -331,6 +462,8 @@ def evaluate(
     settings = choose_settings(parts.train, item_space, names, k, vectors, hybrid_weight,
                                recency_half_life_days, kind=split)
     holdout = make_holdout(parts, item_space, settings.recency_half_life_days)
+    if vectors is not None:  # ranked as the service answers: catalogue items in stock only
+        holdout = replace(holdout, showable=vectors.showable(item_space))
     models: dict[str, ItemModel] = {"popularity": PopularityModel().fit(holdout.train)}
     behaviours = {}
     for name in names:
@@ -349,7 +482,7 @@ def evaluate(
         donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
         behaviour = behaviours[settings.behaviour_model]
         models["hybrid"] = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold,
-                                       settings.donors).build(behaviour, visual, donors)
+                                       settings.donors, settings.cold_from).build(behaviour, visual, donors)
         if settings.ranker is not None:  # reported beside the models: serving answers with the blend
             ranker = RankerModel().build(behaviour, visual, donors, ages(parts.train, item_space))
             ranker.booster = settings.ranker
@@ -358,7 +491,7 @@ def evaluate(
                                       "chosen_on_validation": settings.second_stage}
         report["hybrid"] = {"behaviour_model": settings.behaviour_model, "weight": settings.hybrid_weight,
                             "cold": settings.cold, "cold_weight": settings.cold_weight,
-                            "donors": settings.donors,
+                            "donors": settings.donors, "cold_from": settings.cold_from,
                             "second_stage": settings.second_stage}
     report["models"], report["cold_start"] = {}, {}
     for name, model in models.items():
@@ -390,9 +523,12 @@ def format_table(report: dict) -> str:
                  f"half-life {recency}")
     if "hybrid" in report:
         hybrid = report["hybrid"]
+        entry = hybrid.get("cold_from")
+        entry = f"interleaved from warm rank {entry}" if entry is not None else "not interleaved"
         lines.append(f"hybrid = {hybrid['weight']:.2f} x behaviour_{hybrid['behaviour_model']} + "
                      f"{1 - hybrid['weight']:.2f} x visual (each scaled by its spread per user); cold items: "
-                     f"{hybrid['cold']} donors ({hybrid.get('donors', 20)}) x {hybrid['cold_weight']:g}")
+                     f"{hybrid['cold']} donors ({hybrid.get('donors', 20)}) x {hybrid['cold_weight']:g}, "
+                     f"{entry}")
     if "second_stage" in report:
         lines.append(f"ranker: LightGBM lambdarank trained on validation; validation prefers the "
                      f"{report['second_stage']['chosen_on_validation']} "

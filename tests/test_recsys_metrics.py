@@ -72,6 +72,55 @@ def test_evaluation_loop_on_a_hand_checked_case() -> None:
     assert 0.0 <= lo <= overall["recall@2"] <= hi <= 1.0
 
 
+def test_evaluation_ranks_only_what_the_service_may_show() -> None:
+    from dataclasses import replace
+
+    from recsys.split import Split
+
+    train = events([("u1", "a", 1), ("u2", "b", 2), ("u3", "b", 3), ("u2", "c", 4), ("u3", "c", 5),
+                    ("u4", "c", 6), ("u5", "e", 7)])
+    test = pd.DataFrame({"user_id": ["u1"], "item_id": ["b"]})
+    vectors = VisualVectors(np.array(["a", "b", "c", "d"]), np.eye(4, dtype=np.float32),
+                            np.array([True, True, False, True]))  # c is out of stock; e has no picture
+    assert list(vectors.showable(np.array(["a", "b", "c", "d", "e"]))) == [True, True, False, True, False]
+    holdout = make_holdout(Split("random", train, test, 1), ["a", "b", "c", "d", "e"], None)
+    shown = replace(holdout, showable=vectors.showable(holdout.train.item_ids))
+    model = PopularityModel().fit(holdout.train)
+    assert evaluate_model(model, holdout, k=1)[0]["recall@1"] == 0.0  # u1 gets c, the most popular
+    assert evaluate_model(model, shown, k=1)[0]["recall@1"] == 1.0  # as served: c is out, b first
+
+
+def test_items_made_new_in_validation_have_no_past_users() -> None:
+    from recsys.evaluation import first_fans, make_new, rank_users
+    from recsys.split import Split
+
+    # b is made new: u1 and u2 had it before the window; u3 meets it in the window.
+    train = events([("u1", "b", 0), ("u1", "a", 1), ("u2", "b", 2), ("u2", "c", 3), ("u3", "a", 4),
+                    ("u3", "c", 5), ("u4", "c", 90)])
+    test = pd.DataFrame({"user_id": ["u3", "u1"], "item_id": ["b", "c"]})
+    holdout = make_holdout(Split("temporal", train, test, 2), ["a", "b", "c"], None)
+    new = make_new(holdout, np.array([1]))
+    assert new.cold[1] and new.train.item_counts()[1] == 0 and new.train.recent[:, 1].nnz == 0
+    u1 = list(new.users).index(new.train.user_index()["u1"])
+    assert new.seen[new.users[u1], 1] > 0  # u1 had b: it is never shown to u1, so never a miss there
+    from recsys.models import VisualModel
+
+    vectors = np.array([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0]], np.float32)  # b looks like a, c not
+    model = VisualModel(2).build(new.train.item_ids, np.array(["a", "b", "c"]), vectors)
+    assert model.score_histories(new.train.recent[new.users[u1]])[0].argmax() == 1  # b first
+    assert rank_users(model, new, k=1)[u1][0] == 2  # but a and b are out: c
+    # made new with the demand of its own first days: b's first 2 s on sale saw u1 (t=0), not u2 (t=2)
+    fans = first_fans(train, holdout, np.array([1]), window=2.0)
+    assert fans == [(new.train.user_index()["u1"], 1)]
+    again = make_new(holdout, np.array([1]), fans)
+    users = {again.train.user_ids[u]: rel for u, rel in zip(again.users, again.relevant)}
+    assert users["u1"] == {1, 2}  # u1 meets b in the window now (and still holds out c)
+    assert "u3" not in users  # u3 met b later in its life: no longer held out, and not shown
+    index = again.train.user_index()
+    assert again.seen[index["u1"], 1] == 0 and again.seen[index["u3"], 1] > 0
+    assert len(first_fans(train, holdout, np.array([1]), window=10.0)) == 2
+
+
 def test_bootstrap_interval_covers_the_mean_and_narrows_with_users() -> None:
     rng = np.random.default_rng(0)
     few, many = rng.random(20), rng.random(2000)
@@ -108,7 +157,8 @@ def test_poisoned_test_split_leaves_every_validation_choice_unchanged(tmp_path) 
     assert s["behaviour_model"] in ("cosine", "ease", "als")
     assert s["recency_half_life_days"] in (0.0, 7.0, 30.0)
     assert s["cold"] in ("none", "visual", "projection") and 0 <= s["hybrid_weight"] <= 1
-    assert len(s["validation"]["behaviour"]) == 7 * 3 and len(s["validation"]["hybrid"]) == 11 * 17
+    assert len(s["validation"]["behaviour"]) == 7 * 3 and len(s["validation"]["hybrid_weight"]) == 11
+    assert len(s["validation"]["hybrid"]) == 17
 
 
 def test_second_stage_falls_back_to_the_informative_source_when_pictures_are_noise(tmp_path) -> None:  # noqa: ANN001

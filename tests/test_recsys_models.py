@@ -140,6 +140,31 @@ def test_hybrid_cold_items_borrow_from_look_alikes(interactions: Interactions) -
         HybridModel(0.5, cold="guess")
 
 
+def test_cold_entry_interleaves_cold_items_from_a_chosen_rank(interactions: Interactions) -> None:
+    from recsys.models.hybrid import interleave
+
+    scores = np.array([10, 9, 8, 7, 6, 5, 1, 0.5, 0.2, 0.1], np.float32)
+    cold = np.zeros(10, bool)
+    cold[[6, 7, 8]] = True  # weak scores: plainly they never reach the top 5
+    order = np.argsort(-interleave(scores, cold, 2), kind="stable")
+    assert list(order) == [0, 1, 6, 2, 7, 3, 8, 4, 5, 9]  # one for one from warm rank 2, in their own order
+    # a skipped item (already had) takes no place: the cold items enter at the same rank among the rest
+    skipped = interleave(scores, cold, 2, skip=np.array([0]))
+    assert list(np.argsort(-np.delete(skipped, 0), kind="stable") + 1)[:4] == [1, 2, 6, 3]
+    visual = VisualModel(5).build(interactions.item_ids, np.array(ITEMS), make_vectors())
+    cooc = CooccurrenceModel(neighbours=5).fit(interactions)
+    history = HybridModel(0.8).build(cooc, visual).history_row({"a0": 1.0, "a1": 1.0})
+    entering = HybridModel(0.8, cold="visual", cold_from=0).build(cooc, visual)
+    ids, _ = entering.recommend({"a0": 1.0, "a1": 1.0}, k=1)
+    assert ids[0] == "a6"  # the only cold item, first from rank 0
+    plain = HybridModel(0.8, cold="visual").build(cooc, visual).score_histories(history)[0]
+    plain[history.indices] = -np.inf
+    assert np.argmax(plain) != ITEMS.index("a6")  # without the entry it would not come first
+    assert entering.similar_items("a0", k=1)[0][0] == "a6"
+    with pytest.raises(InputError):
+        HybridModel(0.5, cold_from=-1)
+
+
 def test_hybrid_calibration_keeps_a_weak_best_neighbour_weak() -> None:
     """Item q's best look-alike is weak (cosine 0.2); item r's is strong (0.9). Raw cosines reach the
     blend, so r's neighbour outranks q's; the old min-max rescaling made both 1.0."""

@@ -335,6 +335,9 @@ def _hybrid_recall(window: Split, loaded: LoadedIndex, behaviour: Behaviour, cat
     if "in_stock" in items.columns:
         stock = items.set_index(items["item_id"].astype(str))["in_stock"].reindex(space).fillna(False)
         showable &= stock.astype(bool).to_numpy()
+    # items without an event up to the window's end (arrived since) did not exist in it: a list that
+    # shows them (new items promoted) is not marked down for it
+    showable &= pd.Index(space).isin(pd.concat([window.train.item_id, window.test.item_id]).unique())
     position = {item: i for i, item in enumerate(space)}
     users = histories.user_index()
     relevant: dict[int, set[int]] = {}

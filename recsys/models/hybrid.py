@@ -14,6 +14,13 @@ by image similarity (`cold="visual"`) or by a projection of its image into the b
 (`cold="projection"`, projection.py), weighted by similarity; `cold="none"` leaves it at zero, so
 only its visual part speaks for it. The donors are a sparse items x items matrix (rows: cold items).
 Nothing items^2 is stored; the blend is computed at query time.
+
+Cold entry (`cold_from`): a borrowed score is a smoothed guess and almost never outranks a warm
+item's own, so cold items would never reach a short list, whatever their weight (a larger weight
+instead floods the list). With `cold_from = s`, the cold items, in the order of their own blended
+scores, interleave one for one with the warm items from the warm item ranked s (0-based) onwards:
+a list of 10 then holds (11 - s) // 2 cold items. None: no interleaving (plain scores). Validation chooses s
+on a window where items are made new (recsys.evaluation).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ class HybridModel(ItemModel):
     kind = "hybrid"
 
     def __init__(self, weight: float = 0.5, cold_weight: float = 1.0, cold: str = "visual",
-                 donors: int = DONORS) -> None:
+                 donors: int = DONORS, cold_from: int | None = None) -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise InputError(f"hybrid weight {weight}: must lie in [0, 1]")
@@ -48,6 +55,9 @@ class HybridModel(ItemModel):
         self.cold_weight = cold_weight
         self.cold = cold
         self.n_donors = donors
+        if cold_from is not None and cold_from < 0:
+            raise InputError(f"hybrid cold_from {cold_from}: must be >= 0 or None")
+        self.cold_from = cold_from
         self.behaviour: NeighbourModel | None = None
         self.visual: NeighbourModel | None = None
         self.donors = sp.csr_matrix((0, 0), dtype=np.float32)
@@ -55,7 +65,7 @@ class HybridModel(ItemModel):
 
     def params(self) -> dict[str, Any]:
         return {"weight": self.weight, "cold_weight": self.cold_weight, "cold": self.cold,
-                "donors": self.n_donors}
+                "donors": self.n_donors, "cold_from": self.cold_from}
 
     def build(self, behaviour: NeighbourModel, visual: NeighbourModel,
               projected_donors: sp.csr_matrix | None = None) -> HybridModel:
@@ -82,9 +92,12 @@ class HybridModel(ItemModel):
         raise TypeError("HybridModel is built from fitted models: use HybridModel(w).build(b, v)")
 
     # -- users -------------------------------------------------------------------------------
-    def score_histories(self, histories: sp.csr_matrix) -> np.ndarray:
+    def score_histories(self, histories: sp.csr_matrix, exclude: sp.csr_matrix | None = None) -> np.ndarray:
+        """`exclude` (users x items, nonzero: never shown; default the histories themselves) tells
+        the cold entry which items take no place in a list."""
         assert self.behaviour is not None and self.visual is not None, "build first"
         histories = sp.csr_matrix(histories, dtype=np.float32)
+        exclude = histories if exclude is None else sp.csr_matrix(exclude)
         w = self.weight
         scores = np.zeros(histories.shape, np.float32)
         if w > 0:
@@ -95,16 +108,25 @@ class HybridModel(ItemModel):
         if w < 1:
             visual = np.asarray((histories @ self.visual.similarity).todense(), dtype=np.float32)
             scores += (1 - w) * _scaled(visual)
-        return self.with_tie_break(scores)
+        scores = self.with_tie_break(scores)
+        if self.cold_from is not None:
+            for u in range(scores.shape[0]):
+                seen = exclude.indices[exclude.indptr[u]:exclude.indptr[u + 1]]
+                scores[u] = interleave(scores[u], ~self.warm, self.cold_from, seen)
+        return scores
 
     # -- items -------------------------------------------------------------------------------
     def similar_items(self, item_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Sparse: O(neighbours), not O(items). The scaling is the same as for users, computed over
         the row's stored entries (the rest of the catalogue scores 0)."""
-        row = self._row_blend(self.item_position(item_id))
-        order = np.argsort(-row.data, kind="stable")
-        indices, data = row.indices[order], row.data[order]
-        keep = indices != self.item_position(item_id)
+        position = self.item_position(item_id)
+        row = self._row_blend(position)
+        indices, data = row.indices, row.data.astype(np.float32)
+        if self.cold_from is not None and len(indices):
+            data = interleave(data, ~self.warm[indices], self.cold_from, np.flatnonzero(indices == position))
+        order = np.argsort(-data, kind="stable")
+        indices, data = indices[order], data[order]
+        keep = indices != position
         return self.item_ids[indices[keep][:k]], data[keep][:k].astype(np.float32)
 
     def _row_blend(self, position: int) -> sp.csr_matrix:
@@ -121,6 +143,37 @@ class HybridModel(ItemModel):
         blend = sp.csr_matrix(blend)
         blend.eliminate_zeros()
         return blend
+
+
+def interleave(scores: np.ndarray, cold: np.ndarray, start: int,
+               skip: np.ndarray | None = None) -> np.ndarray:
+    """`scores` (one query's, over items) re-scored so that, ranked, the cold items (in their own
+    order) interleave one for one with the warm ones from warm rank `start` onwards: cold item j
+    scores midway between warm items `start + j - 1` and `start + j` (below the last warm item when
+    there are fewer).
+    `skip`: positions that take no rank (what the user has already had; shown to nobody)."""
+    out = np.asarray(scores, np.float32).copy()
+    ranked = np.isfinite(out)
+    if skip is not None and len(skip):
+        ranked[skip] = False
+    warm_pos = np.flatnonzero(ranked & ~cold)
+    cold_pos = np.flatnonzero(ranked & cold)
+    if not len(cold_pos):
+        return out
+    warm_scores = np.sort(out[warm_pos].astype(np.float64))[::-1]
+    cold_pos = cold_pos[np.argsort(-out[cold_pos], kind="stable")]
+    slots = start + np.arange(len(cold_pos))
+    n = len(warm_scores)
+    if n == 0:
+        return out
+    # cold item j sits midway between warm items start + j - 1 and start + j; past the warm items'
+    # end, below the last one, one step apart
+    upper = np.concatenate([[warm_scores[0] + 1.0], warm_scores])  # upper[r]: warm rank r - 1
+    inside = slots < n
+    mid = (upper[np.minimum(slots, n - 1)] + warm_scores[np.minimum(slots, n - 1)]) / 2
+    step = max(abs(warm_scores[-1]), 1.0) * 1e-3
+    out[cold_pos] = np.where(inside, mid, warm_scores[-1] - step * (1 + slots - n)).astype(np.float32)
+    return out
 
 
 def visual_donors(visual: sp.csr_matrix, warm: np.ndarray, n: int = DONORS) -> sp.csr_matrix:
