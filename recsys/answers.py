@@ -62,6 +62,7 @@ RAW_VECTOR = "a raw vector is answered by image similarity"
 COLD_SESSION = "no behaviour data for these items: answered by image similarity"
 BECAUSE_HISTORY = 20  # a user's heaviest history items looked at for `because`
 POPULARITY_FLOOR = 1e-5  # a history item scoring a result only by the popularity tie-break led to nothing
+TIE_BREAK_SLACK = 1e-4  # a hybrid score's unexplained rest up to this is the popularity tie-break
 NEGATIVE_WEIGHT = 0.5  # a session's negatives count this much against its positives
 RULE_CANDIDATES = 200  # under boost and bury rules, answers are chosen from at least k + this many
 
@@ -458,36 +459,32 @@ class Answers:
         pairs = [(i, s) for i, s, _ in rows]
         if all(source == used for _, _, source in rows) and used != "hybrid":
             return Answer(pairs, used, mode, note)
-        hybrid_parts = {}
-        if item_id is not None and any(source == "hybrid" for _, _, source in rows):
-            position = self._position(item_id)
-            hybrid_ids = [i for i, _, source in rows if source == "hybrid"]
-            parts = None if position is None else \
-                self._behaviour_parts(np.array([position]), np.array([1.0]), hybrid_ids)
-            if parts is not None:
-                hybrid_parts = dict(zip(hybrid_ids, parts))
-        sources = []
-        for i, s, source in rows:
-            if source == "hybrid":
-                part = hybrid_parts.get(i)
-                sources.append({"hybrid": s} if part is None else {"visual": s - part, "behaviour": part})
-            else:
-                sources.append({source: s})
+        position = self._position(item_id) if item_id is not None else None
+        hybrid_rows = [(i, s) for i, s, source in rows if source == "hybrid"]
+        explained = {}
+        if position is not None and hybrid_rows:
+            explained = dict(zip([i for i, _ in hybrid_rows],
+                                 self._hybrid_sources(self.hybrid.item_parts(position), hybrid_rows)))
+        sources = [explained.get(i, {"hybrid": s}) if source == "hybrid" else {source: s}
+                   for i, s, source in rows]
         return Answer(pairs, used, mode, note, sources=sources)
 
-    def _behaviour_parts(self, positions: np.ndarray, weights: np.ndarray,
-                         ids: list[str]) -> list[float] | None:
-        """The behaviour part of hybrid scores for `ids`, given the history (model positions and
-        weights) they were scored from; None when the hybrid model does not expose its parts."""
-        part = getattr(self.hybrid, "behaviour_part", None)
-        weight = getattr(self.hybrid, "weight", None)
-        if part is None or weight is None or not ids:
-            return None
-        columns = [self.model.item_position(i) for i in ids]
-        history = np.zeros(part.shape[0], dtype=np.float32)
-        history[positions] = weights
-        values = part[:, columns].T @ history
-        return [float(weight) * float(v) for v in np.asarray(values).ravel()]
+    def _hybrid_sources(self, parts: dict[str, Any],
+                        pairs: list[tuple[str, float]]) -> list[dict[str, float]]:
+        """Each row's `why` sources from the hybrid's per-source parts (1 x items each). What the
+        parts leave unexplained is the popularity tie-break (about 1e-6, counted with the visual
+        part) or, where the version interleaves new items, the cold entry's re-scoring (`cold_entry`)."""
+        out = []
+        for item_id, score in pairs:
+            column = self.hybrid.item_position(item_id)
+            sources = {name: float(part[0, column]) for name, part in parts.items()}
+            rest = score - sum(sources.values())
+            if abs(rest) > TIE_BREAK_SLACK or not sources:
+                sources["cold_entry"] = rest
+            else:
+                sources["visual" if "visual" in sources else next(iter(sources))] += rest
+            out.append(sources)
+        return out
 
     # -- users ---------------------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 10, constraints: Constraints = NO_CONSTRAINTS) -> Answer:
@@ -523,9 +520,7 @@ class Answers:
             sources = [{"popularity": s} for _, s in pairs]
             extras = [{"source": source, "because": []} for _ in pairs]
         else:
-            parts = self._behaviour_parts(history.indices, history.data, [i for i, _ in pairs])
-            sources = [{"hybrid": s} if parts is None else {"visual": s - p, "behaviour": p}
-                       for (_, s), p in zip(pairs, parts or [None] * len(pairs))]
+            sources = self._hybrid_sources(self.hybrid.history_parts(history), pairs)
             extras = [{"source": source, "because": because}
                       for because in self._because(history.indices, history.data, [i for i, _ in pairs])]
         return self._finish(Answer(pairs, "hybrid", "hybrid", None, extras, sources), moved)
@@ -617,10 +612,12 @@ class Answers:
         pairs = [(i, s) for i, s, _ in rows]
         sources = None
         if used == "hybrid":
-            weights = np.array([1.0] * len(pos) + [-NEGATIVE_WEIGHT] * len(neg), dtype=np.float32)
-            parts = self._behaviour_parts(np.array(pos + neg), weights, [i for i, _ in pairs])
-            sources = [{"hybrid": s} if parts is None else {"visual": s - p, "behaviour": p}
-                       for (_, s), p in zip(pairs, parts or [None] * len(pairs))]
+            parts = {name: part.sum(axis=0, keepdims=True)
+                     for name, part in self.hybrid.history_parts(sp.csr_matrix(history)).items()}
+            if neg:
+                for name, part in self.hybrid.history_parts(sp.csr_matrix(negative_rows)).items():
+                    parts[name] = parts[name] - NEGATIVE_WEIGHT * part
+            sources = self._hybrid_sources(parts, pairs)
         pos_ids = [str(self.model.item_ids[p]) for p in pos]
         extras = []
         for item_id, _ in pairs:

@@ -109,6 +109,25 @@ def test_ease_refuses_large_catalogues(interactions: Interactions) -> None:
         EaseModel(max_items=5).fit(interactions)
 
 
+def test_hybrid_parts_add_up_to_its_scores(interactions: Interactions) -> None:
+    """What `why` reports: each source's part, weight included; together they are the score."""
+    visual = VisualModel(5).build(interactions.item_ids, np.array(ITEMS), make_vectors())
+    cooc = CooccurrenceModel(neighbours=5).fit(interactions)
+    hybrid = HybridModel(0.3, cold="visual").build(cooc, visual)
+    history = hybrid.history_row({"a1": 1.0, "b2": 0.5})
+    parts = hybrid.history_parts(history)
+    assert set(parts) == {"behaviour", "visual"}
+    assert parts["behaviour"].any() and parts["visual"].any()
+    scores = hybrid.score_histories(history)
+    np.testing.assert_allclose(parts["behaviour"] + parts["visual"], scores, atol=2e-6)  # + tie-break
+    only_visual = HybridModel(0.0).build(cooc, visual).history_parts(history)
+    np.testing.assert_allclose(only_visual["visual"], parts["visual"] / 0.7, rtol=1e-5, atol=1e-7)
+    position = hybrid.item_position("a1")
+    row = sum(hybrid.item_parts(position).values()).toarray().ravel()
+    ids, top = hybrid.similar_items("a1", k=3)
+    np.testing.assert_allclose(row[[hybrid.item_position(i) for i in ids]], top, atol=1e-6)
+
+
 def test_popularity_prefers_recent_purchases() -> None:
     events = pd.DataFrame([("u1", "old", 0, "purchase", 8.0), ("u2", "new", 90 * 86400, "view", 1.0),
                            ("u3", "new", 90 * 86400, "view", 1.0)], columns=EVENT_COLUMNS)

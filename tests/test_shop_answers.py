@@ -167,15 +167,19 @@ def test_why_splits_the_score_by_source(answers: Answers) -> None:
     behaviour = answers.similar("i00", 3, "behaviour")
     assert behaviour.why(0) == {"sources": {"behaviour": round(behaviour.rows[0][1], 6)}}
     hybrid = answers.similar("i00", N, "hybrid")
-    weight = answers.hybrid.weight
+    # the behaviour part is the behaviour source's own score for the pair, scaled once per query
+    raw = answers.hybrid.behaviour.similarity.getrow(answers.model.item_position("i00")).toarray().ravel()
+    ratios = []
     for n, (item, score) in enumerate(hybrid.rows):
         parts = hybrid.sources[n]
         assert sum(parts.values()) == pytest.approx(score, abs=1e-6)
         assert set(parts) <= {"visual", "behaviour"}
-        if "behaviour" in parts:
-            position = answers.model.item_position("i00")
-            raw = answers.hybrid.behaviour_part[position, answers.model.item_position(item)]
-            assert parts["behaviour"] == pytest.approx(weight * raw)
+        own = raw[answers.model.item_position(item)]
+        if own > 0:
+            ratios.append(parts.get("behaviour", 0.0) / own)
+        else:
+            assert parts.get("behaviour", 0.0) == pytest.approx(0.0, abs=1e-6)
+    assert ratios and max(ratios) == pytest.approx(min(ratios), rel=1e-4)
     personal = answers.recommend("u1", 3)
     for n, (_, score) in enumerate(personal.rows):
         assert sum(personal.sources[n].values()) == pytest.approx(score, abs=1e-6)

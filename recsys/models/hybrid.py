@@ -95,25 +95,34 @@ class HybridModel(ItemModel):
     def score_histories(self, histories: sp.csr_matrix, exclude: sp.csr_matrix | None = None) -> np.ndarray:
         """`exclude` (users x items, nonzero: never shown; default the histories themselves) tells
         the cold entry which items take no place in a list."""
-        assert self.behaviour is not None and self.visual is not None, "build first"
         histories = sp.csr_matrix(histories, dtype=np.float32)
         exclude = histories if exclude is None else sp.csr_matrix(exclude)
-        w = self.weight
         scores = np.zeros(histories.shape, np.float32)
-        if w > 0:
-            behaviour = self.behaviour.score_histories(histories)
-            if self.donors.nnz:
-                behaviour = behaviour + np.asarray((self.donors @ behaviour.T).T, dtype=np.float32)
-            scores += w * _scaled(behaviour)
-        if w < 1:
-            visual = np.asarray((histories @ self.visual.similarity).todense(), dtype=np.float32)
-            scores += (1 - w) * _scaled(visual)
+        for part in self.history_parts(histories).values():
+            scores += part
         scores = self.with_tie_break(scores)
         if self.cold_from is not None:
             for u in range(scores.shape[0]):
                 seen = exclude.indices[exclude.indptr[u]:exclude.indptr[u + 1]]
                 scores[u] = interleave(scores[u], ~self.warm, self.cold_from, seen)
         return scores
+
+    def history_parts(self, histories: sp.csr_matrix) -> dict[str, np.ndarray]:
+        """Each source's part of the blended scores (users x items, its weight included): what
+        `score_histories` sums before the popularity tie-break and any cold entry; the API's `why`."""
+        assert self.behaviour is not None and self.visual is not None, "build first"
+        histories = sp.csr_matrix(histories, dtype=np.float32)
+        w = self.weight
+        parts = {}
+        if w > 0:
+            behaviour = self.behaviour.score_histories(histories)
+            if self.donors.nnz:
+                behaviour = behaviour + np.asarray((self.donors @ behaviour.T).T, dtype=np.float32)
+            parts["behaviour"] = (w * _scaled(behaviour)).astype(np.float32)
+        if w < 1:
+            visual = np.asarray((histories @ self.visual.similarity).todense(), dtype=np.float32)
+            parts["visual"] = ((1 - w) * _scaled(visual)).astype(np.float32)
+        return parts
 
     # -- items -------------------------------------------------------------------------------
     def similar_items(self, item_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -130,6 +139,14 @@ class HybridModel(ItemModel):
         return self.item_ids[indices[keep][:k]], data[keep][:k].astype(np.float32)
 
     def _row_blend(self, position: int) -> sp.csr_matrix:
+        parts = self.item_parts(position).values()
+        blend = sp.csr_matrix(sum(parts, sp.csr_matrix((1, len(self.item_ids)), dtype=np.float32)))
+        blend.eliminate_zeros()
+        return blend
+
+    def item_parts(self, position: int) -> dict[str, sp.csr_matrix]:
+        """Each source's part (1 x items, its weight included) of the item's blended row: what
+        `similar_items` sums before any cold entry; the API's `why`."""
         assert self.behaviour is not None and self.visual is not None, "build first"
         n = len(self.item_ids)
         w = self.weight
@@ -139,10 +156,8 @@ class HybridModel(ItemModel):
         if self.donors.nnz:
             behaviour = behaviour + (behaviour @ self.donors.T)
         visual = self.visual.similarity.getrow(position)
-        blend = w * _scaled_row(sp.csr_matrix(behaviour), n) + (1 - w) * _scaled_row(visual, n)
-        blend = sp.csr_matrix(blend)
-        blend.eliminate_zeros()
-        return blend
+        return {"behaviour": sp.csr_matrix(w * _scaled_row(sp.csr_matrix(behaviour), n), dtype=np.float32),
+                "visual": sp.csr_matrix((1 - w) * _scaled_row(visual, n), dtype=np.float32)}
 
 
 def interleave(scores: np.ndarray, cold: np.ndarray, start: int,
