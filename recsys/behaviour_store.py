@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from recsys.models import (
 )
 from recsys.models.projection import projected_donors
 from recsys.sparse_ops import csr_arrays, csr_from
+
+if TYPE_CHECKING:
+    from index.loaded import LoadedIndex
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,7 @@ class Behaviour:
                            self.manifest.get("hybrid_cold_from")).build(self.model, self.visual, self.donors)
 
 
-def visual_from_index(loaded: Any, item_space: np.ndarray, neighbours: int) -> VisualModel:
+def visual_from_index(loaded: LoadedIndex, item_space: np.ndarray, neighbours: int) -> VisualModel:
     """Every item's visual neighbours from the loaded index version (one batched search)."""
     row_ids = loaded.items["item_id"].astype(str).to_numpy()
     position = pd.Index(row_ids)
@@ -91,7 +94,7 @@ def visual_from_index(loaded: Any, item_space: np.ndarray, neighbours: int) -> V
     return VisualModel(neighbours).build(item_space, row_ids, vectors, search=search)
 
 
-def fit_behaviour(events: pd.DataFrame, loaded: Any, options: FitOptions | None = None) -> Behaviour:
+def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions | None = None) -> Behaviour:
     """Fit the behaviour model, the visual neighbours and the hybrid for one index version; every
     setting not fixed in `options` is chosen on the last 20% (by time) of the events."""
     options = options or FitOptions()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -42,7 +44,7 @@ def csr_arrays(prefix: str, matrix: sp.spmatrix) -> dict[str, np.ndarray]:
     }
 
 
-def csr_from(data, prefix: str) -> sp.csr_matrix:  # noqa: ANN001 - an NpzFile
+def csr_from(data: Mapping[str, np.ndarray], prefix: str) -> sp.csr_matrix:  # an NpzFile, say
     return sp.csr_matrix(
         (data[f"{prefix}_data"], data[f"{prefix}_indices"], data[f"{prefix}_indptr"]),
         shape=tuple(int(x) for x in data[f"{prefix}_shape"]),

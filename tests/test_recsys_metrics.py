@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -131,7 +132,7 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_users() -> None:
     assert bootstrap_interval([1.0, 1.0, 1.0]) == (1.0, 1.0)
 
 
-def demo_shop(tmp_path) -> tuple[pd.DataFrame, VisualVectors]:  # noqa: ANN001
+def demo_shop(tmp_path: Path) -> tuple[pd.DataFrame, VisualVectors]:
     """A small generated shop; item vectors from its hidden attributes (one-hot plus noise), no CNN."""
     data = generate(tmp_path, DemoConfig(n_items=60, n_users=80, days=30, late_days=8, looks=0.5, seed=4))
     attributes = pd.read_csv(data.attributes)
@@ -141,7 +142,7 @@ def demo_shop(tmp_path) -> tuple[pd.DataFrame, VisualVectors]:  # noqa: ANN001
     return load_events(data.events), VisualVectors(attributes.item_id.to_numpy(str), vectors)
 
 
-def test_poisoned_test_split_leaves_every_validation_choice_unchanged(tmp_path) -> None:  # noqa: ANN001
+def test_poisoned_test_split_leaves_every_validation_choice_unchanged(tmp_path: Path) -> None:
     events, vectors = demo_shop(tmp_path)
     clean = evaluate(events, vectors, split="temporal", behaviour_names=("cosine", "ease", "als"))
     cutoff = np.quantile(events.timestamp.to_numpy(), 0.8, method="higher")
@@ -161,7 +162,7 @@ def test_poisoned_test_split_leaves_every_validation_choice_unchanged(tmp_path) 
     assert len(s["validation"]["hybrid"]) == 17
 
 
-def test_second_stage_falls_back_to_the_informative_source_when_pictures_are_noise(tmp_path) -> None:  # noqa: ANN001
+def test_second_stage_falls_back_to_the_informative_source_when_pictures_are_noise(tmp_path: Path) -> None:
     """Taste has nothing to do with looks and the vectors are random: whatever serves (blend or the
     LightGBM ranker, chosen on held-out validation users) keeps behaviour's quality."""
     data = generate(tmp_path, DemoConfig(n_items=150, n_users=200, days=30, late_days=8, looks=0.0, seed=5))

@@ -7,11 +7,17 @@ kept per model id: a reload to a version made by another model loads that model 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recsys.api.errors import ApiError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from embeddings.onnx_runtime import OnnxEmbedder
+    from embeddings.torch_runtime import TorchEmbedder
 
 
 def model_record(meta: dict[str, Any]) -> tuple[str, str | None]:
@@ -32,17 +38,13 @@ class UploadEmbedder:
 
     def __init__(self, threads: int = 1) -> None:
         self._lock = threading.Lock()
-        self._embedders: dict[str, Any] = {}
+        self._embedders: dict[str, tuple[TorchEmbedder | OnnxEmbedder, str]] = {}
         self.threads = threads
 
-    def embedder_for(self, meta: dict[str, Any]) -> Any:
-        import torch
-
+    def embedder_for(self, meta: dict[str, Any]) -> tuple[TorchEmbedder | OnnxEmbedder, str]:
         from embeddings.backbones import load_backbone
         from embeddings.errors import InputError
         from embeddings.runtimes import make_embedder
-
-        torch.set_num_threads(self.threads)  # searches share the cores; no OpenMP oversubscription
 
         spec, model_id = model_record(meta)
         key = model_id or spec
@@ -57,12 +59,15 @@ class UploadEmbedder:
                 if model_id and backbone.model_id != model_id:
                     raise ApiError(503, f"model {spec!r} here has id {backbone.model_id} but the index "
                                         f"was made with {model_id}", code="model_mismatch")
-                # The model's own runtime: onnxruntime for ONNX artifacts (int8 too), torch otherwise.
+                if backbone.runtime == "torch":  # ONNX artifacts (int8 too) never import torch
+                    import torch
+
+                    torch.set_num_threads(self.threads)  # searches share the cores: no oversubscription
                 embedder = self._embedders[key] = (make_embedder(backbone, "cpu", self.threads),
                                                    backbone.model_id)
             return embedder
 
-    def embed(self, meta: dict[str, Any], image: Any) -> tuple[np.ndarray, str]:
+    def embed(self, meta: dict[str, Any], image: Image.Image) -> tuple[np.ndarray, str]:
         """(1, dim) unit vector for one RGB image, and the model id that made it."""
         embedder, model_id = self.embedder_for(meta)
         with self._lock:  # one forward pass at a time: the runtime already uses the compute threads

@@ -31,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import InputError
+from recsys.interactions import Interactions
 from recsys.models.base import ItemModel, NeighbourModel
 from recsys.sparse_ops import top_n_per_row
 
@@ -88,7 +89,7 @@ class HybridModel(ItemModel):
         self.donors = _rows(donors, ~self.warm) * np.float32(self.cold_weight)
         return self
 
-    def fit(self, interactions: Any) -> HybridModel:
+    def fit(self, interactions: Interactions) -> HybridModel:
         raise TypeError("HybridModel is built from fitted models: use HybridModel(w).build(b, v)")
 
     # -- users -------------------------------------------------------------------------------

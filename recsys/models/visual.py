@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import InputError
+from recsys.interactions import Interactions
 from recsys.models.base import NeighbourModel
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class VisualModel(NeighbourModel):
     def params(self) -> dict[str, Any]:
         return {"neighbours": self.neighbours}
 
-    def fit(self, interactions: Any) -> VisualModel:  # noqa: ARG002 - visual needs no behaviour
+    def fit(self, interactions: Interactions) -> VisualModel:  # visual needs no behaviour
         raise TypeError("VisualModel is built from vectors: use VisualModel.build(...)")
 
     def build(self, item_space: np.ndarray, vector_ids: np.ndarray, vectors: np.ndarray,
