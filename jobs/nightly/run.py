@@ -185,12 +185,13 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
         info.update(version=candidate, factory=meta["factory"], count=meta["count"], recall_at_10=recall)
         report.gate("index_recall", recall >= config.target_recall, recall, config.target_recall,
                     f"measured recall@10 {recall:.4f}, target {config.target_recall:.4f} ({meta['factory']})")
-        old_count = read_meta(store.version_dir(serving))["count"] if serving else None
-        if old_count:
-            drop = max(0.0, (old_count - meta["count"]) / old_count)
+        served = _item_ids(store, serving) if serving else set()
+        if served:
+            missing = len(served - _item_ids(store, candidate))
+            drop = missing / len(served)
             report.gate("item_drop", drop <= config.max_item_drop, round(drop, 6), config.max_item_drop,
-                        f"{meta['count']} items against {old_count} serving ({drop:.1%} fewer; limit "
-                        f"{config.max_item_drop:.1%})")
+                        f"{missing} of the {len(served)} serving items missing from the candidate's "
+                        f"{meta['count']} ({drop:.1%}; limit {config.max_item_drop:.1%})")
         else:
             report.gate("item_drop", True, None, config.max_item_drop, "no serving version to compare with")
 
@@ -204,6 +205,14 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
     with report.stage("offline_eval") as info:
         _offline_gate(report, info, store, candidate, serving, events, config.recall_margin)
     return candidate
+
+
+def _item_ids(store: IndexStore, version: str) -> set[str]:
+    """The item ids of a version's index (its items.parquet)."""
+    from index.loaded import ITEMS_FILE
+
+    path = store.version_dir(version) / ITEMS_FILE
+    return set(pd.read_parquet(path, columns=["item_id"])["item_id"].astype(str))
 
 
 def _embed(config: NightlyConfig, catalog: pd.DataFrame, embed_dir: Path, state: dict[str, Any],
