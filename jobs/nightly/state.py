@@ -5,7 +5,7 @@
   that outlives a killed run never keeps the lock.
 - `state.json`: `last_good` (the run whose embedding set the next run reuses, and the version it
   published) and `in_progress` (the run id, catalogue fingerprint and candidate versions of a run
-  that has not finished).
+  that has not finished); `last_rejected`; `kept_rejected` (versions a rejected run kept).
 """
 
 from __future__ import annotations
