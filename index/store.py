@@ -5,7 +5,9 @@ Layout:
   `neighbour_scores.npy`, optional `behaviour/`, and `meta.json` (which records a SHA-256 of every
   other file, by its path inside the version). A version is written under `versions/.tmp-<id>/`
   and renamed when complete (`IndexStore.write_version`, the one way to write one); it is never
-  modified afterwards.
+  modified afterwards. While staged it holds `.writer` (the writing process's pid, host and start
+  time), removed at commit; `IndexStore.clean_stale_staging` deletes staging folders whose writer is
+  gone (a crash), or that are old and name no writer this host can check.
 - `CURRENT`: the id of the serving version, replaced atomically (temporary file, os.replace).
 - `HISTORY`: the ids published so far, oldest first, which `rollback` walks back through.
 """
@@ -16,6 +18,8 @@ import json
 import os
 import secrets
 import shutil
+import socket
+import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -33,6 +37,11 @@ CURRENT = "CURRENT"
 HISTORY = "HISTORY"
 META = "meta.json"
 DEFAULT_KEEP = 5
+STAGING_PREFIX = ".tmp-"
+WRITER_FILE = ".writer"
+# A staging folder whose writer cannot be checked (none recorded, or on another host) is stale once
+# untouched for this long.
+STALE_STAGING_SECONDS = 3600.0
 
 
 def new_version_id() -> str:
@@ -162,6 +171,21 @@ class IndexStore:
                 removed.append(version)
         return removed
 
+    def clean_stale_staging(self, max_age: float = STALE_STAGING_SECONDS) -> list[str]:
+        """Delete the staging folders (`versions/.tmp-*`) no live writer holds; returns their names.
+
+        A folder whose `.writer` names a process of this host that is gone (or whose pid now belongs
+        to a later process) is deleted; one whose writer cannot be checked (no `.writer`, another
+        host) is deleted once untouched for `max_age` seconds. A live writer's folder is kept.
+        """
+        base = self.root / VERSIONS
+        removed = []
+        for folder in sorted(base.glob(STAGING_PREFIX + "*")) if base.is_dir() else []:
+            if folder.is_dir() and _staging_is_stale(folder, max_age):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
+
     def _set_current(self, version: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(version + "\n", self.root / CURRENT)
@@ -173,13 +197,14 @@ class VersionWriter:
     def __init__(self, store: IndexStore, base: str | None, without: Collection[str]) -> None:
         self.version = new_version_id()
         self.final = store.version_dir(self.version)
-        self.path = self.final.with_name(f".tmp-{self.version}")
+        self.path = self.final.with_name(f"{STAGING_PREFIX}{self.version}")
         self.base = base
         self.base_dir = store.version_dir(base) if base is not None else None
         self.base_meta = read_meta(self.base_dir) if self.base_dir is not None else {}
         self.without = {Path(name) for name in without}
         self.committed = False
         self.path.mkdir(parents=True, exist_ok=False)
+        (self.path / WRITER_FILE).write_text(_writer_tag(os.getpid()))
 
     def file(self, name: str) -> Path:
         """Where the version's file `name` (a path inside the version) is written; its folder exists."""
@@ -194,6 +219,7 @@ class VersionWriter:
         `created_at`, `base_version` (for a derived version) and the SHA-256 of every file. A linked
         file keeps the checksum the base recorded, so a base file corrupted since is still caught.
         """
+        (self.path / WRITER_FILE).unlink(missing_ok=True)
         linked = self._link_base()
         recorded = self.base_meta.get("checksums") or {}
         meta = {key: value for key, value in self.base_meta.items() if key != "checksums"}
@@ -232,6 +258,38 @@ class VersionWriter:
                 shutil.copy2(src, dst)
             linked.add(str(rel))
         return linked
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux /proc), None where unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _writer_tag(pid: int) -> str:
+    return f"{pid} {socket.gethostname()} {_process_start(pid) or '-'}\n"
+
+
+def _staging_is_stale(folder: Path, max_age: float) -> bool:
+    try:
+        pid_text, host, start = (folder / WRITER_FILE).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        pid, host, start = None, None, None
+    if pid is not None and host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True  # the writer is gone
+        except PermissionError:
+            pass  # alive, another user's
+        return start != "-" and _process_start(pid) not in (None, start)  # the pid was reused
+    try:
+        return time.time() - folder.stat().st_mtime > max_age
+    except OSError:
+        return False
 
 
 def load_version(store: str | Path, version: str | None = None, verify: bool = True,

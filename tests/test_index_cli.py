@@ -114,3 +114,20 @@ def test_bench_index_writes_its_own_section(tmp_path, capsys) -> None:
     for row in ("| numpy brute force", "| ours: Flat", "| hnswlib"):
         assert row in section
     assert "recall@10 1.000 (target 0.95)" in section
+
+
+def test_build_removes_a_crashed_builds_staging_folder(emb, tmp_path, capsys) -> None:
+    import subprocess
+    import sys
+
+    from index.store import WRITER_FILE, _writer_tag
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    crashed = tmp_path / "store" / "versions" / ".tmp-crashed"
+    crashed.mkdir(parents=True)
+    (crashed / WRITER_FILE).write_text(_writer_tag(dead.pid))
+    code, out, _ = run(capsys, "index", "build", "--embeddings", emb, "--store", tmp_path / "store",
+                       "--factory", "Flat")
+    assert code == 0
+    assert [p.name for p in (tmp_path / "store" / "versions").iterdir()] == [out.strip()]

@@ -165,3 +165,35 @@ def test_a_derived_version_links_unchanged_files_and_its_checksums_are_verified(
     (vdir / "extra" / "notes.txt").write_text("tampered")
     with pytest.raises(IndexLoadError, match=r"extra/notes\.txt: checksum mismatch"):
         load_version(store.root, derived)
+
+
+def test_stale_staging_folders_are_cleaned_and_a_live_writers_kept(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from index.store import WRITER_FILE, _writer_tag
+
+    store = IndexStore(tmp_path / "store")
+    # a crashed writer: its staging folder names a process that is gone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    crashed = store.root / "versions" / ".tmp-crashed"
+    crashed.mkdir(parents=True)
+    (crashed / "index.faiss").write_bytes(b"half")
+    (crashed / WRITER_FILE).write_text(_writer_tag(dead.pid))
+    # a folder naming no writer: stale once old, kept while recent
+    old, recent = store.root / "versions" / ".tmp-old", store.root / "versions" / ".tmp-recent"
+    old.mkdir()
+    recent.mkdir()
+    os.utime(old, (0, 0))
+    with store.write_version() as live:  # a live writer, this process
+        live.file("a.txt").write_text("a")
+        assert sorted(store.clean_stale_staging()) == [".tmp-crashed", ".tmp-old"]
+        assert live.path.is_dir() and recent.is_dir()
+        live.commit({})
+    version = live.version
+    assert WRITER_FILE not in read_meta(store.version_dir(version))["checksums"]
+    assert not (store.version_dir(version) / WRITER_FILE).exists()
+    assert store.clean_stale_staging() == []
+    assert sorted(p.name for p in (store.root / "versions").iterdir()) == [".tmp-recent", version]

@@ -56,9 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_build(args: argparse.Namespace) -> int:
     from index.build import build_version, update_version
     from index.factory import parse_size
+    from index.store import IndexStore
 
     if args.keep < 1:
         raise UsageError(f"--keep must be at least 1, not {args.keep}")
+    stale = IndexStore(args.store).clean_stale_staging()  # left by a crashed build
+    if stale:
+        log.info("removed %d stale staging folder(s): %s", len(stale), ", ".join(stale))
     try:
         budget = parse_size(args.memory_budget)
         version = None

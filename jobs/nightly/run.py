@@ -11,8 +11,13 @@ Work folder (`work_dir` in the config):
 - `reports/<run_id>.json`: the run report (per stage: seconds and counts; every gate's value).
 
 Nothing is published until every gate has passed: the index and behaviour are written as
-unpublished store versions, and a failed gate deletes them (unless `keep_rejected`) and leaves
-CURRENT alone.
+unpublished store versions, and a failed gate deletes them (unless `keep_rejected`: then they are
+listed in `state.json` `kept_rejected`) and leaves CURRENT alone.
+
+A crash can leave what no bookkeeping tracks; a run first tidies the store: staging folders of dead
+writers (`IndexStore.clean_stale_staging`), and versions built from this work folder's embedding sets
+(their meta.json `embeddings.path` is under `runs/`) that are neither published nor tracked: the
+unfinished run's own are adopted as its candidates, any other run's are deleted.
 """
 
 from __future__ import annotations
@@ -75,7 +80,11 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
     work = config.work_dir
     state = read_state(work)
     store = IndexStore(config.store)
+    stale = store.clean_stale_staging()  # left by a crashed run or build
+    if stale:
+        log.info("nightly: removed %d stale staging folder(s): %s", len(stale), ", ".join(stale))
     catalog = _read_catalog(config)
+    _adopt_untracked(config, state, store)
     run, resumed = _start_run(state, catalog_fingerprint(catalog), config, store)
     write_state(work, state)
     serving = store.current_version()
@@ -89,6 +98,8 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
             info["version"] = candidate
             info["pruned"] = store.prune(config.keep_versions)
     except Rejected as rejected:
+        if config.keep_rejected:
+            state["kept_rejected"] = state.get("kept_rejected", []) + run["candidates"]
         _discard_candidates(store, run, keep=config.keep_rejected)
         state.pop("in_progress", None)
         state["last_rejected"] = {"run_id": run["run_id"], "finished_at": now(),
@@ -140,6 +151,43 @@ def _start_run(state: dict[str, Any], fingerprint: str, config: NightlyConfig,
     return run, False
 
 
+def _adopt_untracked(config: NightlyConfig, state: dict[str, Any], store: IndexStore) -> None:
+    """Versions a crash left untracked (committed, then the run died before recording them).
+
+    A version built from this work folder's embedding sets that is not published, not a candidate
+    of the unfinished run, not a kept rejected one, and not derived from a published version (a
+    user's `behaviour fit` or `rules` on top of it): the unfinished run's own become its candidates;
+    any other run's are deleted.
+    """
+    from index.errors import IndexLoadError
+    from index.store import read_meta
+
+    run = state.get("in_progress")
+    published = set(store.history()) | {store.current_version()}
+    kept = [v for v in state.get("kept_rejected", []) if store.version_dir(v).is_dir()]
+    if kept or "kept_rejected" in state:
+        state["kept_rejected"] = kept
+    tracked = published | set(kept) | set((run or {}).get("candidates", []))
+    runs = (config.work_dir / RUNS_DIR).resolve()
+    own = _embed_dir(config.work_dir, run["run_id"]).resolve() if run else None
+    for version in store.version_ids():
+        if version in tracked:
+            continue
+        try:
+            meta = read_meta(store.version_dir(version))
+        except IndexLoadError:
+            continue
+        source = Path(str((meta.get("embeddings") or {}).get("path", "")))
+        if not source.is_relative_to(runs) or meta.get("base_version") in published:
+            continue  # not the nightly's, or a user's version derived from a published one
+        if run and source == own:
+            log.info("nightly: adopting %s, left untracked by the unfinished run %s", version, run["run_id"])
+            run["candidates"].append(version)
+        else:
+            log.info("nightly: removing %s, an unpublished version of an earlier run nothing tracks", version)
+            shutil.rmtree(store.version_dir(version), ignore_errors=True)
+
+
 def _discard_candidates(store: IndexStore, run: dict[str, Any], keep: bool) -> None:
     """Delete the run's unpublished versions (a published one is never touched)."""
     published = set(store.history()) | {store.current_version()}
@@ -185,12 +233,13 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
         info.update(version=candidate, factory=meta["factory"], count=meta["count"], recall_at_10=recall)
         report.gate("index_recall", recall >= config.target_recall, recall, config.target_recall,
                     f"measured recall@10 {recall:.4f}, target {config.target_recall:.4f} ({meta['factory']})")
-        old_count = read_meta(store.version_dir(serving))["count"] if serving else None
-        if old_count:
-            drop = max(0.0, (old_count - meta["count"]) / old_count)
+        served = _item_ids(store, serving) if serving else set()
+        if served:
+            missing = len(served - _item_ids(store, candidate))
+            drop = missing / len(served)
             report.gate("item_drop", drop <= config.max_item_drop, round(drop, 6), config.max_item_drop,
-                        f"{meta['count']} items against {old_count} serving ({drop:.1%} fewer; limit "
-                        f"{config.max_item_drop:.1%})")
+                        f"{missing} of the {len(served)} serving items missing from the candidate's "
+                        f"{meta['count']} ({drop:.1%}; limit {config.max_item_drop:.1%})")
         else:
             report.gate("item_drop", True, None, config.max_item_drop, "no serving version to compare with")
 
@@ -204,6 +253,14 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
     with report.stage("offline_eval") as info:
         _offline_gate(report, info, store, candidate, serving, events, config.recall_margin)
     return candidate
+
+
+def _item_ids(store: IndexStore, version: str) -> set[str]:
+    """The item ids of a version's index (its items.parquet)."""
+    from index.loaded import ITEMS_FILE
+
+    path = store.version_dir(version) / ITEMS_FILE
+    return set(pd.read_parquet(path, columns=["item_id"])["item_id"].astype(str))
 
 
 def _embed(config: NightlyConfig, catalog: pd.DataFrame, embed_dir: Path, state: dict[str, Any],
