@@ -8,8 +8,6 @@ vectors.npy); neighbour lists, where the version has them, are rows of that orde
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pandas as pd
 
 from index import threads
 from index.errors import IndexLoadError, InputError
+from index.lru import MISSING, LockedLRU
 from index.tuning import apply_search_params, hnsw_of
 
 INDEX_FILE = "index.faiss"
@@ -68,8 +67,8 @@ class LoadedIndex:
         self._hnsw = hnsw_of(index)
         self._ivf = _ivf_of(index)
         # id(mask) -> (mask, its rows, its ID selector): see `_subset`
-        self._subsets: OrderedDict[int, tuple[np.ndarray, np.ndarray, Any]] = OrderedDict()
-        self._subset_lock = threading.Lock()
+        # id(mask) -> (mask, its rows, its FAISS selector), for the read-only masks of recsys.filters
+        self._subsets: LockedLRU[tuple[np.ndarray, np.ndarray, Any]] = LockedLRU(SUBSET_CACHE)
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -260,11 +259,9 @@ class LoadedIndex:
         recsys.filters), so a repeated filter builds neither again."""
         cacheable = not allowed.flags.writeable
         if cacheable:
-            with self._subset_lock:
-                hit = self._subsets.get(id(allowed))
-                if hit is not None and hit[0] is allowed:
-                    self._subsets.move_to_end(id(allowed))
-                    return hit[1], hit[2]
+            hit = self._subsets.get(id(allowed))
+            if hit is not MISSING and hit[0] is allowed:
+                return hit[1], hit[2]
         rows = np.flatnonzero(allowed)
         selector = None
         if len(rows) * self.dim > EXACT_MAX_FLOATS and (self._hnsw is not None or self._ivf is not None):
@@ -272,10 +269,7 @@ class LoadedIndex:
             selector = faiss.IDSelectorBatch(len(fids), faiss.swig_ptr(fids))
             selector.keep_alive = fids  # the selector reads `fids`
         if cacheable:
-            with self._subset_lock:
-                self._subsets[id(allowed)] = (allowed, rows, selector)  # holding `allowed` pins its id
-                while len(self._subsets) > SUBSET_CACHE:
-                    self._subsets.popitem(last=False)
+            self._subsets.put(id(allowed), (allowed, rows, selector))  # holding `allowed` pins its id
         return rows, selector
 
     def _selector_params(self, selector: faiss.IDSelector, k: int) -> faiss.SearchParameters:

@@ -32,8 +32,6 @@ The rules:
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from index.lru import MISSING, LockedLRU
 from recsys.errors import InputError, UnknownItem
 from recsys.filters import MASK_CACHE, Filter, RowFilters, parse_filter
 from recsys.rules import VersionRules, load_rules
@@ -154,8 +153,7 @@ class Answers:
                           if "in_stock" in items else None)
         self.filters = RowFilters(items)
         self.rules = VersionRules(load_rules(index.path), self.filters, self.row_of)
-        self._masks: OrderedDict[tuple, np.ndarray | None] = OrderedDict()  # see `_allowed`
-        self._lock = threading.Lock()
+        self._masks: LockedLRU[np.ndarray | None] = LockedLRU(MASK_CACHE)  # see `_allowed`
         self._groups: dict[str, np.ndarray] = {}
         if behaviour is not None:
             self.model = behaviour.model
@@ -631,10 +629,9 @@ class Answers:
         """Per index row: may it be shown under these constraints? None: every row may. Read-only
         and kept per (category, filter, stock), so the index reuses what it derives from a mask."""
         key = (constraints.category, constraints.filter, stock)
-        with self._lock:
-            if key in self._masks:
-                self._masks.move_to_end(key)
-                return self._masks[key]
+        cached = self._masks.get(key)
+        if cached is not MISSING:
+            return cached
         mask = self.rules.shown  # None unless the version blocks items
         if stock and self._in_stock is not None:
             mask = self._in_stock if mask is None else mask & self._in_stock
@@ -647,11 +644,7 @@ class Answers:
             mask = matching if mask is None else mask & matching
         if mask is not None and mask.flags.writeable:
             mask.flags.writeable = False
-        with self._lock:
-            self._masks[key] = mask
-            while len(self._masks) > MASK_CACHE:
-                self._masks.popitem(last=False)
-        return mask
+        return self._masks.put(key, mask)
 
     def _model_allowed(self, constraints: Constraints) -> np.ndarray:
         """`_allowed` (stock always) over the models' item space, without excluded items."""

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from index.lru import MISSING, LockedLRU
 from recsys.errors import InputError
 
 if TYPE_CHECKING:
@@ -118,8 +118,8 @@ class RowFilters:
         self._missing: dict[str, np.ndarray] = {}
         self._values: dict[str, np.ndarray] = {}  # column -> values (numbers as float64, else objects)
         self._numeric: dict[str, bool] = {}
-        self._bitmaps: OrderedDict[tuple[str, Any], np.ndarray] = OrderedDict()
-        self._masks: OrderedDict[Filter, np.ndarray] = OrderedDict()
+        self._bitmaps: LockedLRU[np.ndarray] = LockedLRU(VALUE_CACHE)  # (column, value) -> rows
+        self._masks: LockedLRU[np.ndarray] = LockedLRU(MASK_CACHE)  # whole filter -> rows
         self._lock = threading.Lock()
 
     def check(self, flt: Filter | None) -> None:
@@ -133,21 +133,15 @@ class RowFilters:
 
     def mask(self, flt: Filter) -> np.ndarray:
         """Read-only bool array: which rows satisfy every clause."""
-        with self._lock:
-            cached = self._masks.get(flt)
-            if cached is not None:
-                self._masks.move_to_end(flt)
-                return cached
+        cached = self._masks.get(flt)
+        if cached is not MISSING:
+            return cached
         self.check(flt)
         mask = np.ones(len(self._items), dtype=bool)
         for clause in flt:
             mask &= self._clause_mask(clause)
         mask.flags.writeable = False
-        with self._lock:
-            self._masks[flt] = mask
-            while len(self._masks) > MASK_CACHE:
-                self._masks.popitem(last=False)
-        return mask
+        return self._masks.put(flt, mask)
 
     def _clause_mask(self, clause: Clause) -> np.ndarray:
         values, numeric = self._column(clause.column)
@@ -171,11 +165,9 @@ class RowFilters:
     def _equal(self, column: str, value: Scalar) -> np.ndarray:
         """Cached bitmap of the rows whose value equals `value` (None: the missing ones)."""
         key = (column, value if not isinstance(value, bool) else ("bool", value))
-        with self._lock:
-            bitmap = self._bitmaps.get(key)
-            if bitmap is not None:
-                self._bitmaps.move_to_end(key)
-                return bitmap
+        cached = self._bitmaps.get(key)
+        if cached is not MISSING:
+            return cached
         values, numeric = self._column(column)
         missing = self._missing[column]
         if value is None:
@@ -190,11 +182,7 @@ class RowFilters:
         else:
             bitmap = (values == (value if isinstance(value, str) else _as_text(value))) & ~missing
         bitmap.flags.writeable = False
-        with self._lock:
-            self._bitmaps[key] = bitmap
-            while len(self._bitmaps) > VALUE_CACHE:
-                self._bitmaps.popitem(last=False)
-        return bitmap
+        return self._bitmaps.put(key, bitmap)
 
     def _column(self, column: str) -> tuple[np.ndarray, bool]:
         values = self._values.get(column)
