@@ -28,20 +28,48 @@ from jobs.errors import JobFailed, UsageError
 
 SECTION = "## API"
 
-LUA = """
-local n = {items}
+# wrk request functions, one per scenario; `{items}` is the catalogue size. The filters are over the
+# synthetic catalogue's `bucket` column (item number modulo 100): `lt 10` matches 10% of the items,
+# `= 0` matches 1%.
+SCENARIOS = {
+    "similar": """
 request = function()
-  return wrk.format("GET", string.format("/v1/items/item%07d/similar?k=10", math.random(0, n - 1)))
-end
+  return wrk.format("GET", string.format("/v1/items/item%07d/similar?k=10", math.random(0, {items} - 1)))
+end""",
+    "filter 10%": """
+request = function()
+  return wrk.format("GET", string.format(
+    "/v1/items/item%07d/similar?k=10&filter=%%7B%%22bucket%%22%%3A%%7B%%22lt%%22%%3A10%%7D%%7D",
+    math.random(0, {items} - 1)))
+end""",
+    "filter 1%": """
+request = function()
+  return wrk.format("GET", string.format(
+    "/v1/items/item%07d/similar?k=10&filter=%%7B%%22bucket%%22%%3A0%%7D", math.random(0, {items} - 1)))
+end""",
+    "session, 5 positives": """
+request = function()
+  local ids = {{}}
+  for j = 1, 5 do ids[j] = string.format('"item%07d"', math.random(0, {items} - 1)) end
+  local body = '{{"positive": [' .. table.concat(ids, ",") .. '], "k": 10}}'
+  return wrk.format("POST", "/v1/recommend", {{["Content-Type"] = "application/json"}}, body)
+end""",
+}
+SHOP_CONCURRENCY = 16  # issue 13's targets are at 16 connections
+DONE = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'RESULT {{"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, '
-    .. '"max_us": %d, "connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}}\\n',
+    'RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p90_us": %d, "p99_us": %d, '
+    .. '"max_us": %d, "connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
     latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
+
+
+def lua_script(scenario: str, items: int) -> str:
+    return SCENARIOS[scenario].format(items=items) + DONE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,6 +98,7 @@ def synthetic_embeddings(folder: Path, items: int, dim: int, seed: int = 0) -> P
         "category": [("shoes", "bags", "hats", "coats")[i % 4] for i in range(items)],
         "title": [f"Product {i}" for i in range(items)],
         "in_stock": [i % 5 != 0 for i in range(items)],
+        "bucket": [i % 100 for i in range(items)],  # what the filtered scenarios select on
     })
     return write_embedding_set(folder, ids, clustered_vectors(items, dim, seed=seed), catalog)
 
@@ -153,7 +182,11 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
     from index.store import IndexStore
 
     script = work / "similar.lua"
-    script.write_text(LUA.format(items=args.items))
+    script.write_text(lua_script("similar", args.items))
+    shop_scripts = {}
+    for scenario in list(SCENARIOS)[1:]:
+        shop_scripts[scenario] = work / f"{len(shop_scripts)}.lua"
+        shop_scripts[scenario].write_text(lua_script(scenario, args.items))
     base = f"http://127.0.0.1:{args.port}"
     env = {k: v for k, v in os.environ.items() if k != "RECSYS_ADMIN_TOKEN"}
     log = open(work / "serve.log", "wb")  # closed in the finally below
@@ -167,6 +200,8 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
         first = ready["version"]
         _wrk(base + "/", script, 16, 3)  # warm-up
         rows = [(c, _wrk(base + "/", script, c, args.duration)) for c in levels]
+        shop = [(name, _wrk(base + "/", path, SHOP_CONCURRENCY, args.duration))
+                for name, path in shop_scripts.items()]
         # The same under a hot reload at each level, publishing the two versions in turn.
         reloads = []
         target = second
@@ -181,7 +216,7 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
             server.kill()
         log.close()
     IndexStore(store).prune(keep=2)
-    report = _report(args, rows, reloads, first, load_s, build_s)
+    report = _report(args, rows, reloads, shop, first, load_s, build_s)
     write_section(args.out, SECTION, report)
     print(report)
     return 0
@@ -221,7 +256,7 @@ def _reload_run(base: str, script: Path, connections: int, duration: int, store:
     return result
 
 
-def _report(args: argparse.Namespace, rows: list, reloads: list, first: str, load_s: float,
+def _report(args: argparse.Namespace, rows: list, reloads: list, shop: list, first: str, load_s: float,
             build_s: float | None) -> str:
     def line(label: str, r: dict) -> str:
         return (f"| {label} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p90_us'] / 1000:.2f} | "
@@ -253,5 +288,14 @@ def _report(args: argparse.Namespace, rows: list, reloads: list, first: str, loa
         f"{args.reload_duration} s run, and the server's watcher (polling every 0.5 s) was answering "
         f"from the new version {swaps} s later. "
         "`failed` counts socket errors, timeouts and non-2xx answers.",
+        "",
+        f"Shop-grade requests at concurrency {SHOP_CONCURRENCY}, same server and index (no behaviour "
+        "data: sessions are answered by image similarity): GET similar with a `filter` matching 10% "
+        '(`{"bucket": {"lt": 10}}`) and 1% (`{"bucket": 0}`) of the items, searched inside the index; '
+        "`POST /v1/recommend` with 5 random positives.",
+        "",
+        "| request | requests/s | p50 ms | p90 ms | p99 ms | max ms | requests | failed |",
+        "|---|---|---|---|---|---|---|---|",
+        *[line(name, r) for name, r in shop],
     ]
     return "\n".join(lines)
