@@ -49,7 +49,7 @@ DUPLICATE_HOW = ("lite0 cosines on scikit-image photos: light variants (re-encod
 DUPLICATE_K = 10
 PLACEHOLDER_MIN_ITEMS = 5
 OVERLAP_K = 10
-OVERLAP_SAMPLE = 20_000  # items whose neighbour lists are compared when a version stores none
+OVERLAP_SAMPLE = 5_000  # items (a seeded sample) whose neighbour lists are compared
 EXAMPLES = 3
 SEARCH_CHUNK = 10_000
 _NO_HASH = {"", "0" * 64, "None", "nan"}
@@ -302,26 +302,44 @@ def drift(loaded: LoadedIndex, against: LoadedIndex,
 
 def neighbour_overlap(loaded: LoadedIndex, against: LoadedIndex, new_rows: np.ndarray,
                       old_rows: np.ndarray, k: int = OVERLAP_K) -> float | None:
-    """Mean share of an item's top k neighbours (by item id) that both versions agree on, over the
-    items in both (a seeded sample of OVERLAP_SAMPLE of them where either version stores no lists)."""
-    if len(new_rows) == 0:
+    """Mean share of an item's top k neighbours (by item id) that both versions agree on, over a
+    seeded sample of OVERLAP_SAMPLE of the items in both (`new_rows` in `loaded`, `old_rows` the same
+    items in `against`). Neighbours are searched among the common items only, so items added or
+    removed do not count as drift."""
+    if len(new_rows) < 2:
         return None
-    stored = all(v.neighbours is not None and v.neighbours.shape[1] >= min(k, len(v) - 1)
-                 for v in (loaded, against))
-    if not stored and len(new_rows) > OVERLAP_SAMPLE:
+    pick = np.arange(len(new_rows))
+    if len(pick) > OVERLAP_SAMPLE:
         pick = np.sort(np.random.default_rng(0).choice(len(new_rows), OVERLAP_SAMPLE, replace=False))
-        new_rows, old_rows = new_rows[pick], old_rows[pick]
-    new_ids = np.asarray(loaded.items["item_id"].to_numpy(), dtype=object)
-    old_ids = np.asarray(against.items["item_id"].to_numpy(), dtype=object)
-    a, _ = neighbour_rows(loaded, new_rows, k)
-    b, _ = neighbour_rows(against, old_rows, k)
-    shares = []
-    for ra, rb in zip(a.tolist(), b.tolist()):
-        sa = {new_ids[r] for r in ra if r >= 0}
-        sb = {old_ids[r] for r in rb if r >= 0}
-        if sa or sb:
-            shares.append(len(sa & sb) / max(len(sa), len(sb)))
+    a = _common_neighbours(loaded, new_rows, new_rows[pick], k)
+    b = _common_neighbours(against, old_rows, old_rows[pick], k)
+    shares = [len(sa & sb) / max(len(sa), len(sb)) for sa, sb in zip(a, b) if sa or sb]
     return round(float(np.mean(shares)), 4) if shares else None
+
+
+def _common_neighbours(loaded: LoadedIndex, common: np.ndarray, queries: np.ndarray, k: int) -> list[set]:
+    """The ids of the k nearest other items of each query row among the `common` rows."""
+    ids = np.asarray(loaded.items["item_id"].to_numpy(), dtype=object)
+    allowed = None
+    if len(common) < len(loaded):
+        allowed = np.zeros(len(loaded), dtype=bool)
+        allowed[common] = True
+    stored = loaded.neighbours is not None and loaded.neighbours.shape[1] >= min(k, len(loaded) - 1)
+    if allowed is None and stored:
+        rows, _ = neighbour_rows(loaded, queries, k)
+        return [{ids[r] for r in row if r >= 0} for row in rows.tolist()]
+    out: list[set] = []
+    for start in range(0, len(queries), SEARCH_CHUNK):
+        chunk = queries[start:start + SEARCH_CHUNK]
+        xq = _unit(loaded.vectors[chunk])
+        found = loaded.nearest_many(xq, k + 1, allowed)
+        if found is None:  # too many rows to search exactly and no ID selector: the plain neighbours
+            rows, _ = neighbour_rows(loaded, chunk, k)
+            keep = set(common.tolist())
+            found = [[(ids[r], 0.0) for r in row if r in keep] for row in rows.tolist()]
+        for row, hits in zip(chunk.tolist(), found):
+            out.append(set([item for item, _ in hits if item != ids[row]][:k]))
+    return out
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -352,7 +370,9 @@ def _histogram(values: np.ndarray, title: str, xlabel: str, line: float | None =
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.hist(values, bins=50, color="#4a7ab0")
+    values = np.asarray(values, dtype=np.float64)
+    # values a float's rounding apart (unchanged vectors) cannot be split into 50 bins
+    ax.hist(values, bins=50 if np.ptp(values) > 1e-3 else 1, color="#4a7ab0")
     if line is not None:
         ax.axvline(line, color="#c0392b", linestyle="--", label=f"threshold {line}")
         ax.legend()

@@ -158,6 +158,24 @@ def test_report_command_writes_json_and_html(two_versions, tmp_path, capsys) -> 
 
 def test_write_report_round_trips(two_versions, tmp_path) -> None:
     store, first, _ = two_versions
-    health = health_report(load_version(store, first))
-    json_path, _ = write_report(health, tmp_path)
+    loaded = load_version(store, first)
+    health = health_report(loaded, loaded)
+    health.drift_cosines = np.array([0.99999994, 1.0, 1.0], np.float32)  # a rounding apart: one bin
+    json_path, html_path = write_report(health, tmp_path)
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(health.report))
+    assert html_path.read_text().count("data:image/png;base64,") == 2
+
+
+def test_new_items_are_not_drift(tmp_path) -> None:
+    """Items added since the old version crowd the neighbour lists, but among the items in both
+    versions nothing moved: overlap 1.0."""
+    vectors = clustered_vectors(500, 16, latent=6, clusters=20, seed=4)
+    ids = [f"item/{i}" for i in range(500)]
+    old = build_version(write_embedding_set(tmp_path / "a", ids[:60], vectors[:60]), tmp_path / "store",
+                        factory="Flat", options=OPTS)
+    new = build_version(write_embedding_set(tmp_path / "b", ids, vectors), tmp_path / "store",
+                        factory="Flat", options=OPTS)
+    drift = health_report(load_version(tmp_path / "store", new),
+                          load_version(tmp_path / "store", old)).report["drift"]
+    assert drift["common_items"] == 60 and drift["same_image_items"] == 60
+    assert drift["neighbour_overlap@10"] == 1.0
