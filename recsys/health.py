@@ -51,6 +51,7 @@ PLACEHOLDER_MIN_ITEMS = 5
 OVERLAP_K = 10
 OVERLAP_SAMPLE = 5_000  # items (a seeded sample) whose neighbour lists are compared
 EXAMPLES = 3
+GROUP_PAIRS_MAX = 2_000  # larger duplicate groups: the lowest cosine of their joining pairs
 SEARCH_CHUNK = 10_000
 _NO_HASH = {"", "0" * 64, "None", "nan"}
 
@@ -205,18 +206,23 @@ def _duplicates(loaded: LoadedIndex, nearest: np.ndarray, scores: np.ndarray, in
         return []
     exact = np.einsum("ij,ij->i", _unit(loaded.vectors[src]), _unit(loaded.vectors[dst]))
     keep = exact >= threshold
-    src, dst = src[keep], dst[keep]
+    src, dst, exact = src[keep], dst[keep], exact[keep]
     if len(src) == 0:
         return []
     graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     members = np.unique(np.concatenate([src, dst]))
+    members = members[np.argsort(labels[members], kind="stable")]
+    _, starts = np.unique(labels[members], return_index=True)
+    edge_min = pd.Series(exact).groupby(labels[src]).min()
     groups = []
-    for label in np.unique(labels[members]):
-        rows = np.flatnonzero(labels == label)
-        vectors = _unit(loaded.vectors[rows])
-        sims = vectors @ vectors.T
-        groups.append((rows.tolist(), float(min(sims.min(), 1.0))))
+    for rows in np.split(members, starts[1:]):
+        if len(rows) <= GROUP_PAIRS_MAX:
+            vectors = _unit(loaded.vectors[rows])
+            lowest = float((vectors @ vectors.T).min())
+        else:  # a chain this long: the lowest cosine of the pairs that joined it
+            lowest = float(edge_min[labels[rows[0]]])
+        groups.append((rows.tolist(), min(lowest, 1.0)))
     groups.sort(key=lambda g: (g[1], g[0][0]))
     return groups
 
