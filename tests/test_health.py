@@ -179,3 +179,21 @@ def test_new_items_are_not_drift(tmp_path) -> None:
                           load_version(tmp_path / "store", old)).report["drift"]
     assert drift["common_items"] == 60 and drift["same_image_items"] == 60
     assert drift["neighbour_overlap@10"] == 1.0
+
+
+def test_cold_items_are_the_catalogue_items_without_behaviour(tmp_path) -> None:
+    vectors = clustered_vectors(200, 16, latent=6, clusters=10, seed=6)
+    ids = [f"item/{i}" for i in range(200)]
+    build_version(write_embedding_set(tmp_path / "set", ids, vectors), tmp_path / "store",
+                  factory="Flat", options=OPTS)
+    rng = np.random.default_rng(0)
+    warm = ids[:150]  # the last 50 items have no events
+    events = pd.DataFrame({"user_id": [f"u{rng.integers(60)}" for _ in range(3000)],
+                           "item_id": [warm[rng.integers(150)] for _ in range(3000)],
+                           "timestamp": np.sort(rng.integers(1_700_000_000, 1_700_900_000, 3000))})
+    events.to_csv(tmp_path / "events.csv", index=False)
+    assert main(["behaviour", "fit", "--events", str(tmp_path / "events.csv"),
+                 "--store", str(tmp_path / "store")]) == 0
+    report = health_report(load_version(tmp_path / "store")).report
+    assert report["cold_items"] == 200 - len(set(events["item_id"]))
+    assert 50 <= report["cold_items"] <= 55
