@@ -58,7 +58,7 @@ def test_two_nights_reuse_publish_then_failed_gates_keep_the_old_version(tmp_pat
     first = run_nightly(load_config(config_path))
     assert first["status"] == "published" and store.current_version() == first["published"]
     assert embed_counts(first) == {"total": 24, "computed": 24, "reused": 0, "failed": 0}
-    gates = ["failure_rate", "index_recall", "item_drop", "offline_recall"]
+    gates = ["failure_rate", "index_recall", "item_drop", "offline_recall", "neighbour_overlap"]
     assert [g["name"] for g in first["gates"]] == gates
     assert all(g["passed"] for g in first["gates"])
     assert load_version(store.root).meta["behaviour"]["counts"]["catalogue_items"] == 24

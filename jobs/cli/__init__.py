@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "jobs.cli.index",
     "jobs.cli.query",
     "jobs.cli.export",
+    "jobs.cli.report",
     "jobs.cli.rules",
     "jobs.cli.bench",
     "jobs.cli.serve",

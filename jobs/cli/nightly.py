@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("nightly", help="embed, index, fit behaviour, gate, publish, prune")
     parser.add_argument("--config", type=Path, required=True,
                         help="the pipeline's TOML file (see examples/nightly.toml)")
+    parser.add_argument("--accept-drift", action="store_true",
+                        help="publish even if the visual neighbours moved (a deliberate model change)")
     parser.set_defaults(func=run)
 
 
@@ -25,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from jobs.nightly.run import run_nightly
 
     config = load_config(args.config)
+    config.accept_drift = config.accept_drift or args.accept_drift
     config.work_dir.mkdir(parents=True, exist_ok=True)
     # The stage lines also go to a log file in the work folder, beside the reports.
     handler = logging.FileHandler(config.work_dir / LOG_FILE)

@@ -44,6 +44,8 @@ class NightlyConfig:
     max_item_drop: float = 0.2
     recall_margin: float = 0.02
     keep_rejected: bool = False
+    min_neighbour_overlap: float = 0.5
+    accept_drift: bool = False
     source: Path | None = field(default=None, compare=False)  # the file it was read from
 
 
@@ -55,7 +57,8 @@ SECTIONS: dict[str, dict[str, str]] = {
                              "max_failure_rate")},
     "index": {k: k for k in ("factory", "target_recall", "memory_budget", "keep_versions")},
     "behaviour": {"events": "events", "model": "behaviour_model"},
-    "gates": {k: k for k in ("max_item_drop", "recall_margin", "keep_rejected")},
+    "gates": {k: k for k in ("max_item_drop", "recall_margin", "keep_rejected", "min_neighbour_overlap",
+                             "accept_drift")},
 }
 CHOICES = {"device": DEVICES, "runtime": RUNTIMES, "engine": ENGINES,
            "behaviour_model": ("auto", *BEHAVIOUR_MODELS)}
@@ -128,7 +131,8 @@ def _check(config: NightlyConfig, source: str) -> None:
     if config.workers is not None and config.workers < 0:
         raise UsageError(f"{source}: embed.workers must be 0 or more, not {config.workers}")
     fractions = {"embed.max_failure_rate": config.max_failure_rate,
-                 "gates.max_item_drop": config.max_item_drop, "gates.recall_margin": config.recall_margin}
+                 "gates.max_item_drop": config.max_item_drop, "gates.recall_margin": config.recall_margin,
+                 "gates.min_neighbour_overlap": config.min_neighbour_overlap}
     for where, value in fractions.items():
         if not 0.0 <= value <= 1.0:
             raise UsageError(f"{source}: {where} must be between 0 and 1, not {value}")

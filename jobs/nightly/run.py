@@ -35,6 +35,7 @@ import pandas as pd
 from embeddings.embedding_set import MANIFEST as EMBEDDING_MANIFEST
 from jobs.errors import JobFailed
 from jobs.nightly.config import NightlyConfig
+from jobs.nightly.health import health_stage
 from jobs.nightly.report import Rejected, RunReport, now
 from jobs.nightly.state import read_state, run_lock, write_state
 from recsys.errors import InputError as RecsysInputError
@@ -93,6 +94,7 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
              "resuming an unfinished run" if resumed else "new run", serving or "nothing", len(catalog))
     try:
         candidate = _stages(config, catalog, run, state, store, report, serving)
+        health_stage(config, store, candidate, serving, report)
         with report.stage("publish") as info:
             store.publish(candidate)
             info["version"] = candidate
