@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -197,3 +198,16 @@ def test_cold_items_are_the_catalogue_items_without_behaviour(tmp_path) -> None:
     report = health_report(load_version(tmp_path / "store")).report
     assert report["cold_items"] == 200 - len(set(events["item_id"]))
     assert 50 <= report["cold_items"] <= 55
+
+
+def test_bench_health_writes_its_own_section(tmp_path: Path) -> None:
+    from jobs.cli import main
+
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text("# Benchmarks\n\n## API\n\nkept as it is\n")
+    assert main(["bench", "health", "--items", "2000", "--dim", "16", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("## Health report") == 1 and "## API\n\nkept as it is" in text
+    section = text.split("## Health report", 1)[1]
+    assert "| health report, drift included |" in section
+    assert "neighbour overlap@10 against the same items rebuilt: 1.0" in section
