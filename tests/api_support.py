@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
@@ -25,8 +26,23 @@ from embeddings.embedding_set import read_embedding_set
 from embeddings.runner import EmbedOptions, embed_catalog
 from tests.imagegen import write_images
 
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
 CATEGORIES = ["shoes", "bags", "hats"]
 ADMIN_TOKEN = "test-admin-token"
+
+
+@contextlib.contextmanager
+def in_process_client(store: Path, **settings: object) -> Iterator[TestClient]:
+    """The app over `store` in this process, its lifespan run (no watcher: reloads are asked for)."""
+    from fastapi.testclient import TestClient
+
+    from recsys.api import Settings, create_app
+
+    options = {"admin_token": ADMIN_TOKEN, "reload_interval_s": 0, **settings}
+    with TestClient(create_app(Settings(store=store, **options))) as client:
+        yield client
 
 
 def write_catalog(root: Path, count: int) -> Path:

@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
-
-from recsys.api import Settings, create_app
 
 # The helpers double as a pytest plugin (below); mark them before importing them.
 pytest.register_assert_rewrite("tests.api_support")
-from tests.api_support import World, exact_neighbours  # noqa: E402
+from tests.api_support import World, exact_neighbours, in_process_client  # noqa: E402
 
 # Shared session fixtures (api_world, behaviour_store, api_server).
 pytest_plugins = ["tests.api_support"]
@@ -24,8 +21,7 @@ def in_stock_neighbours(world: World, item_id: str, k: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def client(behaviour_store):
-    store, _, _ = behaviour_store
-    with TestClient(create_app(Settings(store=store, reload_interval_s=0))) as client:
+    with in_process_client(behaviour_store[0]) as client:
         yield client
 
 

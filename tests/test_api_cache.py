@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from recsys.api import Settings, create_app
+from recsys.api import Settings
 from recsys.api.cache import ENTRY_OVERHEAD, AnswerCache
 
 pytest.register_assert_rewrite("tests.api_support")
+from tests.api_support import in_process_client  # noqa: E402
+
 pytest_plugins = ["tests.api_support"]
 
 MIB = 1 << 20
@@ -47,9 +49,7 @@ def test_the_default_bound_is_256_mib() -> None:
 
 @pytest.fixture(scope="module")
 def client(behaviour_store):
-    store, _, _ = behaviour_store
-    settings = Settings(store=store, reload_interval_s=0, cache_max_bytes=64_000)
-    with TestClient(create_app(settings)) as client:
+    with in_process_client(behaviour_store[0], cache_max_bytes=64_000) as client:
         yield client
 
 

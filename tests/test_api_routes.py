@@ -15,7 +15,7 @@ from recsys.api import Settings, create_app
 
 # The helpers double as a pytest plugin (below); mark them before importing them.
 pytest.register_assert_rewrite("tests.api_support")
-from tests.api_support import ADMIN_TOKEN, CATEGORIES, exact_neighbours  # noqa: E402
+from tests.api_support import ADMIN_TOKEN, CATEGORIES, exact_neighbours, in_process_client  # noqa: E402
 
 # Shared session fixtures (api_world, behaviour_store, api_server).
 pytest_plugins = ["tests.api_support"]
@@ -25,8 +25,7 @@ SIMILAR = "/v1/items/{}/similar"
 
 @pytest.fixture(scope="module")
 def client(api_world):
-    settings = Settings(store=api_world.store, admin_token=ADMIN_TOKEN, reload_interval_s=0)
-    with TestClient(create_app(settings)) as client:
+    with in_process_client(api_world.store) as client:
         yield client
 
 

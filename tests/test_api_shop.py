@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from fastapi.testclient import TestClient
-
-from recsys.api import Settings, create_app
 
 pytest.register_assert_rewrite("tests.api_support")
-from tests.api_support import ADMIN_TOKEN, exact_neighbours  # noqa: E402
+from tests.api_support import exact_neighbours, in_process_client  # noqa: E402
 
 # Shared session fixtures (api_world, behaviour_store, api_server).
 pytest_plugins = ["tests.api_support"]
@@ -21,15 +18,13 @@ SIMILAR = "/v1/items/{}/similar"
 
 @pytest.fixture(scope="module")
 def client(api_world):
-    settings = Settings(store=api_world.store, admin_token=ADMIN_TOKEN, reload_interval_s=0)
-    with TestClient(create_app(settings)) as client:
+    with in_process_client(api_world.store) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 def behaviour_client(behaviour_store):
-    settings = Settings(store=behaviour_store[0], admin_token=ADMIN_TOKEN, reload_interval_s=0)
-    with TestClient(create_app(settings)) as client:
+    with in_process_client(behaviour_store[0]) as client:
         yield client
 
 
