@@ -494,7 +494,7 @@ class Answers:
             raise InputError(self.behaviour_error or f"version {self.version}: no behaviour data")
         user = self._users.get(user_id)
         interactions = self.behaviour.interactions
-        history = None
+        history = parts = None
         if user is None:
             popularity = self.hybrid.popularity
             scores = popularity.astype(np.float32) if popularity is not None \
@@ -502,7 +502,8 @@ class Answers:
             source = "popular"
         else:
             history = interactions.recent[user]
-            scores = self.hybrid.score_histories(history)[0]
+            parts = self.hybrid.history_parts(history)  # computed once: the scores and their `why`
+            scores = self.hybrid.scores_from_parts(parts, history)[0]
             scores[interactions.matrix[user].indices] = -np.inf
             source = "personal"
         scores = scores.copy()
@@ -518,7 +519,7 @@ class Answers:
             sources = [{"popularity": s} for _, s in pairs]
             extras = [{"source": source, "because": []} for _ in pairs]
         else:
-            sources = self._hybrid_sources(self.hybrid.history_parts(history), pairs)
+            sources = self._hybrid_sources(parts, pairs)
             extras = [{"source": source, "because": because}
                       for because in self._because(history.indices, history.data, [i for i, _ in pairs])]
         return self._finish(Answer(pairs, "hybrid", "hybrid", None, extras, sources), moved)
@@ -589,14 +590,23 @@ class Answers:
         neg = [p for p in (self._position(i) for i in dict.fromkeys(negative)) if p is not None]
         source = self.hybrid if used == "hybrid" else self.model
         n_items = len(self.model.item_ids)
-        history = np.zeros((len(pos), n_items), dtype=np.float32)
-        history[np.arange(len(pos)), pos] = 1.0
-        per_positive = source.score_histories(sp.csr_matrix(history))  # (positives, items)
+        history = sp.csr_matrix((np.ones(len(pos), np.float32), (np.arange(len(pos)), pos)),
+                                shape=(len(pos), n_items))
+        negative_rows = sp.csr_matrix((np.ones(len(neg), np.float32), (np.zeros(len(neg), int), neg)),
+                                      shape=(1, n_items))
+        # hybrid: each source's parts computed once, for the scores and for their `why`
+        pos_parts = self.hybrid.history_parts(history) if used == "hybrid" else None
+        neg_parts = self.hybrid.history_parts(negative_rows) if used == "hybrid" and neg else None
+
+        def scored(rows: sp.csr_matrix, parts: dict[str, np.ndarray] | None) -> np.ndarray:
+            if parts is None:
+                return source.score_histories(rows)
+            return self.hybrid.scores_from_parts(parts, rows)
+
+        per_positive = scored(history, pos_parts)  # (positives, items)
         scores = per_positive.sum(axis=0)
         if neg:
-            negative_rows = np.zeros((1, n_items), dtype=np.float32)
-            negative_rows[0, neg] = 1.0
-            scores = scores - NEGATIVE_WEIGHT * source.score_histories(sp.csr_matrix(negative_rows))[0]
+            scores = scores - NEGATIVE_WEIGHT * scored(negative_rows, neg_parts)[0]
         scores = np.asarray(scores, dtype=np.float32).copy()
         allowed = self._model_allowed(constraints)
         allowed[[p for p in (self._position(i) for i in banned) if p is not None]] = False
@@ -609,12 +619,10 @@ class Answers:
         rows, moved = self._arrange(ranked, k, constraints)
         pairs = [(i, s) for i, s, _ in rows]
         sources = None
-        if used == "hybrid":
-            parts = {name: part.sum(axis=0, keepdims=True)
-                     for name, part in self.hybrid.history_parts(sp.csr_matrix(history)).items()}
-            if neg:
-                for name, part in self.hybrid.history_parts(sp.csr_matrix(negative_rows)).items():
-                    parts[name] = parts[name] - NEGATIVE_WEIGHT * part
+        if pos_parts is not None:
+            parts = {name: part.sum(axis=0, keepdims=True) for name, part in pos_parts.items()}
+            for name, part in (neg_parts or {}).items():
+                parts[name] = parts[name] - NEGATIVE_WEIGHT * part
             sources = self._hybrid_sources(parts, pairs)
         pos_ids = [str(self.model.item_ids[p]) for p in pos]
         extras = []

@@ -97,9 +97,15 @@ class HybridModel(ItemModel):
         """`exclude` (users x items, nonzero: never shown; default the histories themselves) tells
         the cold entry which items take no place in a list."""
         histories = sp.csr_matrix(histories, dtype=np.float32)
-        exclude = histories if exclude is None else sp.csr_matrix(exclude)
+        return self.scores_from_parts(self.history_parts(histories), histories, exclude)
+
+    def scores_from_parts(self, parts: dict[str, np.ndarray], histories: sp.csr_matrix,
+                          exclude: sp.csr_matrix | None = None) -> np.ndarray:
+        """`score_histories` from the `history_parts` of `histories` already computed (the answer
+        path reuses them for `why`): their sum, the popularity tie-break, any cold entry."""
+        exclude = sp.csr_matrix(histories if exclude is None else exclude)
         scores = np.zeros(histories.shape, np.float32)
-        for part in self.history_parts(histories).values():
+        for part in parts.values():
             scores += part
         scores = self.with_tie_break(scores)
         if self.cold_from is not None:
