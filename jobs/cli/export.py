@@ -22,9 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from index.errors import IndexLoadError
 from jobs.cli.query import add_shop_options, check_k, shop_constraints
-from jobs.errors import JobFailed, UsageError
+from jobs.errors import UsageError
 from recsys.answers import DEFAULT_MODE, MODES
 
 if TYPE_CHECKING:
@@ -61,10 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
     behaviour = "required" if args.users else ("none" if args.mode == "visual" else "optional")
-    try:
+    try:  # IndexLoadError: exit 1 (jobs/cli/__init__.py)
         answers = Answers.load(args.store, args.version, behaviour=behaviour)
-    except IndexLoadError as exc:
-        raise JobFailed(str(exc)) from None
     except InputError as exc:
         raise UsageError(f"--users: {exc}") from None
     constraints = shop_constraints(args, answers)

@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from index.errors import IndexLoadError
-from jobs.errors import JobFailed, UsageError
+from jobs.errors import UsageError
 from recsys.answers import K_MAX, MODES
 
 if TYPE_CHECKING:
@@ -41,16 +40,12 @@ def add_shop_options(parser: argparse.ArgumentParser) -> None:
 
 
 def shop_constraints(args: argparse.Namespace, answers: Answers, category: str | None = None) -> Constraints:
-    """The command's constraints, checked against the version's catalogue (UsageError naming it)."""
+    """The command's constraints, checked against the version's catalogue (InputError naming it)."""
     from recsys.answers import Constraints
-    from recsys.errors import InputError
 
-    try:
-        constraints = Constraints.of(category=category, filter=args.filter, group_by=args.group_by,
-                                     diversity=args.diversity)
-        answers.check(constraints)
-    except InputError as exc:
-        raise UsageError(str(exc)) from None
+    constraints = Constraints.of(category=category, filter=args.filter, group_by=args.group_by,
+                                 diversity=args.diversity)
+    answers.check(constraints)
     return constraints
 
 
@@ -65,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from recsys.errors import InputError
 
     check_k(args.k)
-    try:
-        loaded = load_version(args.store, args.version)
-    except IndexLoadError as exc:
-        raise JobFailed(str(exc)) from None
+    loaded = load_version(args.store, args.version)  # IndexLoadError: exit 1 (jobs/cli/__init__.py)
     if not loaded.has_item(args.item_id):
         raise UsageError(f"item {args.item_id!r} is not in index version {loaded.version} of {args.store}")
     try:  # behaviour and hybrid need `recsys behaviour fit`
