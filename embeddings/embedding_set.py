@@ -15,7 +15,6 @@ Every file is written under a temporary name and renamed.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embeddings.errors import InputError
-from embeddings.files import atomic_write_json
+from embeddings.files import atomic_write, atomic_write_json
 
 MANIFEST = "embedding_set.json"
 FAILURES = "failures.parquet"
@@ -40,9 +39,7 @@ def part_name(part: int) -> str:
 
 
 def atomic_write_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def embeddings_table(item_ids: list[str], vectors: np.ndarray, shas: list[str]) -> pa.Table:

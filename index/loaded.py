@@ -65,8 +65,7 @@ class LoadedIndex:
         factory = str(meta.get("factory", ""))
         self.rescore = any(code in factory for code in ("PQ", "SQ", "LSH", "RaBitQ"))
         self._hnsw = hnsw_of(index)
-        self._ivf = _ivf_of(index)
-        # id(mask) -> (mask, its rows, its ID selector): see `_subset`
+        self._ivf = faiss.try_extract_index_ivf(index)
         # id(mask) -> (mask, its rows, its FAISS selector), for the read-only masks of recsys.filters
         self._subsets: LockedLRU[tuple[np.ndarray, np.ndarray, Any]] = LockedLRU(SUBSET_CACHE)
 
@@ -343,12 +342,6 @@ class LoadedIndex:
             raise InputError("query vectors must be finite and non-zero")
         return np.ascontiguousarray(xq / norms)
 
-
-def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
-    try:
-        return faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return None
 
 
 def _plain(value: Any) -> Any:

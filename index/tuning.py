@@ -167,16 +167,10 @@ def tune_held_out(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, hel
 class SampledQueries:
     """Sampled indexed items as queries, with their exact top-k neighbours (each item left out)."""
 
-    rows: np.ndarray  # the sampled rows of the vectors, ascending
     xq: np.ndarray  # their vectors, float32
     own: np.ndarray  # their ids
     k: int  # min(k, n - 1): an item has at most n - 1 others
     exact: ExactTruth  # each query's exact top-k others
-
-    @property
-    def truth(self) -> np.ndarray:
-        """(len(rows), k): ids of each query's exact top-k others."""
-        return self.exact.truth
 
     def recall(self, found: np.ndarray) -> float:
         """Tie-aware recall@k of the ids found by searching `xq` with k + 1 (each query's own id
@@ -193,11 +187,11 @@ def sample_queries(vectors: np.ndarray, fids: np.ndarray, k: int, queries: int,
     kk = min(k, n - 1)
     own = fids[rows]
     if kk <= 0:
-        return SampledQueries(rows, xq, own, 0,
+        return SampledQueries(xq, own, 0,
                               ExactTruth(xq, np.empty((len(rows), 0), dtype=np.int64), vectors, fids))
     _, exact_rows = exact_knn(vectors, xq, kk + 1)
     truth = drop_self(np.where(exact_rows >= 0, fids[exact_rows], -1), own, kk)
-    return SampledQueries(rows, xq, own, kk, ExactTruth(xq, truth, vectors, fids))
+    return SampledQueries(xq, own, kk, ExactTruth(xq, truth, vectors, fids))
 
 
 def tune(index: faiss.Index, vectors: np.ndarray, fids: np.ndarray, target: float, k: int = 10,

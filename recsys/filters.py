@@ -98,17 +98,6 @@ def _scalar(column: str, value: Any) -> Scalar:
     raise InputError(f"filter {column!r}: {value!r} is not a string, number, boolean or null")
 
 
-def filter_json(flt: Filter | None) -> dict[str, Any] | None:
-    """The filter back as a JSON object (for messages and files)."""
-    if flt is None:
-        return None
-    out: dict[str, Any] = {}
-    for c in flt:
-        out[c.column] = {"eq": lambda v: v, "in": list, "ne": lambda v: {"ne": v},
-                         "range": dict}[c.op](c.value)
-    return out
-
-
 class RowFilters:
     """Per loaded version: filter masks over its index rows, from per-column value bitmaps."""
 
