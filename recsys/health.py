@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from embeddings.vectors import l2_normalize
+
 if TYPE_CHECKING:
     from index.loaded import LoadedIndex
 
@@ -228,8 +230,7 @@ def _duplicates(loaded: LoadedIndex, nearest: np.ndarray, scores: np.ndarray, in
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
-    v = np.asarray(vectors, dtype=np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+    return l2_normalize(np.asarray(vectors, dtype=np.float32))  # the stored vectors are float16
 
 
 # -- failures, cold items ------------------------------------------------------------------------

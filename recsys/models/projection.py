@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
+from embeddings.vectors import l2_normalize
 from recsys.interactions import Interactions
 from recsys.models.implicit_models import AlsModel
 
@@ -61,8 +62,8 @@ def projected_donors(train: Interactions, vector_ids: np.ndarray, vectors: np.nd
     projector = ImageToBehaviour(alpha).fit(vectors[teach], y[position[teach]])
     guessed = projector.predict(vectors[ask])
     warm_ids = np.flatnonzero(warm)
-    unit = _unit(y[warm_ids])
-    sims = _unit(guessed) @ unit.T  # (cold with vectors, warm)
+    unit = l2_normalize(y[warm_ids])
+    sims = l2_normalize(guessed) @ unit.T  # (cold with vectors, warm)
     k = min(donors, len(warm_ids))
     top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     vals = np.maximum(np.take_along_axis(sims, top, axis=1), 0.0)
@@ -73,8 +74,3 @@ def projected_donors(train: Interactions, vector_ids: np.ndarray, vectors: np.nd
     matrix.eliminate_zeros()
     log.info("projection: %d warm items teach, %d cold items projected", int(teach.sum()), int(ask.sum()))
     return matrix
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.where(norms > 0, x / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
