@@ -237,9 +237,13 @@ class Answers:
                                         constraints)
         else:
             self._known(item_id)
-            rows, moved = self._arrange(lambda n: self._blended(item_id, n, used, constraints), k,
+            position = self._position(item_id)
+            # the hybrid's parts, computed once: its candidates and their `why` both come from them
+            parts = self.hybrid.item_parts(position) if used == "hybrid" and position is not None else None
+            rows, moved = self._arrange(lambda n: self._blended(item_id, n, used, constraints, parts), k,
                                         constraints)
-        return self._finish(self._answer(rows, used, mode, note, item_id), moved)
+            return self._finish(self._answer(rows, used, mode, note, parts), moved)
+        return self._finish(self._answer(rows, used, mode, note), moved)
 
     def similar_batch(self, item_ids: list[str], k: int = 10, mode: str = DEFAULT_MODE,
                       constraints: Constraints = NO_CONSTRAINTS) -> list[Answer]:
@@ -295,7 +299,9 @@ class Answers:
         found = self.index.similar(item_id, k, exclude=exclude, allowed=allowed)
         return [(str(i), float(s), "visual") for i, s in found]
 
-    def _blended(self, item_id: str, k: int, mode: str, constraints: Constraints) -> list[Row]:
+    def _blended(self, item_id: str, k: int, mode: str, constraints: Constraints,
+                 parts: dict[str, Any] | None = None) -> list[Row]:
+        """Behaviour or hybrid candidates for an item (`parts`: the hybrid's item_parts for it)."""
         in_index = item_id in self.row_of
         position = self._position(item_id)
         if mode == "hybrid" and position is None:  # no behaviour for this item yet
@@ -304,7 +310,10 @@ class Answers:
         # A filter may leave few of the first candidates: then every candidate the source has is looked at.
         wide = constraints.filter is not None or constraints.arranges or bool(self.rules)
         wanted = len(self.model.item_ids) if wide else CANDIDATES
-        ids, scores = source.similar_items(item_id, wanted)
+        if parts is not None:
+            ids, scores = self.hybrid.similar_from_parts(position, parts, wanted)
+        else:
+            ids, scores = source.similar_items(item_id, wanted)
         banned = set(constraints.exclude) | {item_id}
         allowed = self._allowed(constraints, True)
         rows = [(i, s, mode) for i, s in self._select(ids, scores, k, banned, allowed)]
@@ -452,17 +461,16 @@ class Answers:
         return [rows[i] for i in order]
 
     def _answer(self, rows: list[Row], used: str, mode: str, note: str | None,
-                item_id: str | None = None) -> Answer:
-        """An Answer from ranked rows; `sources` only where a row's score is not all from `used`."""
+                parts: dict[str, Any] | None = None) -> Answer:
+        """An Answer from ranked rows; `sources` only where a row's score is not all from `used`
+        (hybrid rows split by `parts`, the query item's hybrid item_parts)."""
         pairs = [(i, s) for i, s, _ in rows]
         if all(source == used for _, _, source in rows) and used != "hybrid":
             return Answer(pairs, used, mode, note)
-        position = self._position(item_id) if item_id is not None else None
         hybrid_rows = [(i, s) for i, s, source in rows if source == "hybrid"]
         explained = {}
-        if position is not None and hybrid_rows:
-            explained = dict(zip([i for i, _ in hybrid_rows],
-                                 self._hybrid_sources(self.hybrid.item_parts(position), hybrid_rows)))
+        if parts is not None and hybrid_rows:
+            explained = dict(zip([i for i, _ in hybrid_rows], self._hybrid_sources(parts, hybrid_rows)))
         sources = [explained.get(i, {"hybrid": s}) if source == "hybrid" else {source: s}
                    for i, s, source in rows]
         return Answer(pairs, used, mode, note, sources=sources)

@@ -136,7 +136,14 @@ class HybridModel(ItemModel):
         """Sparse: O(neighbours), not O(items). The scaling is the same as for users, computed over
         the row's stored entries (the rest of the catalogue scores 0)."""
         position = self.item_position(item_id)
-        row = self._row_blend(position)
+        return self.similar_from_parts(position, self.item_parts(position), k)
+
+    def similar_from_parts(self, position: int, parts: dict[str, sp.csr_matrix],
+                           k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """`similar_items` from the item's `item_parts` already computed (the answer path reuses
+        them for `why`)."""
+        row = sp.csr_matrix(sum(parts.values(), sp.csr_matrix((1, len(self.item_ids)), dtype=np.float32)))
+        row.eliminate_zeros()
         indices, data = row.indices, row.data.astype(np.float32)
         if self.cold_from is not None and len(indices):
             data = interleave(data, ~self.warm[indices], self.cold_from, np.flatnonzero(indices == position))
@@ -144,12 +151,6 @@ class HybridModel(ItemModel):
         indices, data = indices[order], data[order]
         keep = indices != position
         return self.item_ids[indices[keep][:k]], data[keep][:k].astype(np.float32)
-
-    def _row_blend(self, position: int) -> sp.csr_matrix:
-        parts = self.item_parts(position).values()
-        blend = sp.csr_matrix(sum(parts, sp.csr_matrix((1, len(self.item_ids)), dtype=np.float32)))
-        blend.eliminate_zeros()
-        return blend
 
     def item_parts(self, position: int) -> dict[str, sp.csr_matrix]:
         """Each source's part (1 x items, its weight included) of the item's blended row: what
