@@ -66,8 +66,8 @@ class LoadedIndex:
         self.rescore = any(code in factory for code in ("PQ", "SQ", "LSH", "RaBitQ"))
         self._hnsw = hnsw_of(index)
         self._ivf = faiss.try_extract_index_ivf(index)
-        # id(mask) -> (mask, its rows, its FAISS selector), for the read-only masks of recsys.filters
-        self._subsets: LockedLRU[tuple[np.ndarray, np.ndarray, Any]] = LockedLRU(SUBSET_CACHE)
+        # (kind, id(mask)) -> (mask, its rows or its FAISS selector), for recsys.filters' read-only masks
+        self._subsets: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(2 * SUBSET_CACHE)
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -190,7 +190,7 @@ class LoadedIndex:
         banned = set(banned)
         if allowed is None:
             return self._search_filtered(q, k, banned, None)
-        rows, selector = self._subset(allowed)
+        rows = self._subset(allowed)
         if banned:
             banned_rows = np.fromiter(banned, dtype=np.int64, count=len(banned))
             shown = rows[~np.isin(rows, banned_rows)]
@@ -199,6 +199,7 @@ class LoadedIndex:
         if len(rows) * self.dim <= EXACT_MAX_FLOATS or (
                 len(rows) < SELECTOR_MIN_SHARE * len(self) and len(rows) <= BRUTE_FORCE_MAX):
             return self._exact_among(q, shown, k)
+        selector = self._selector(allowed, rows)
         if selector is not None:
             D, found = self._search_rows(q[None, :], min(k + len(banned), len(rows)),
                                          self._selector_params(selector, k + len(banned)))
@@ -223,12 +224,12 @@ class LoadedIndex:
         if allowed is None:
             D, found = self._search_rows(xq, min(k, len(self)))
         else:
-            rows, selector = self._subset(allowed)
+            rows = self._subset(allowed)
             if len(rows) == 0:
                 return [[] for _ in xq]
             if len(rows) <= BRUTE_FORCE_MAX:
                 D, found = self._exact_many(xq, k, rows)
-            elif selector is not None:
+            elif (selector := self._selector(allowed, rows)) is not None:
                 D, found = self._search_rows(xq, min(k, len(rows)), self._selector_params(selector, k))
             else:
                 return None
@@ -252,24 +253,34 @@ class LoadedIndex:
             found[start:start + block] = rows[np.take_along_axis(part, order, 1)]
         return D, found
 
-    def _subset(self, allowed: np.ndarray) -> tuple[np.ndarray, faiss.IDSelector | None]:
-        """The rows a mask allows and, where the index takes one and the set is large, an
-        IDSelectorBatch over their FAISS ids. Kept for read-only masks (the cached filter masks of
-        recsys.filters), so a repeated filter builds neither again."""
-        cacheable = not allowed.flags.writeable
-        if cacheable:
-            hit = self._subsets.get(id(allowed))
-            if hit is not MISSING and hit[0] is allowed:
-                return hit[1], hit[2]
-        rows = np.flatnonzero(allowed)
-        selector = None
-        if len(rows) * self.dim > EXACT_MAX_FLOATS and (self._hnsw is not None or self._ivf is not None):
+    def _subset(self, allowed: np.ndarray) -> np.ndarray:
+        """The rows a mask allows. Kept for read-only masks (the cached filter masks of
+        recsys.filters), so a repeated filter does not scan its mask again."""
+        return self._kept(("rows", allowed), lambda: np.flatnonzero(allowed))
+
+    def _selector(self, allowed: np.ndarray, rows: np.ndarray) -> faiss.IDSelector | None:
+        """An IDSelectorBatch over the allowed rows' FAISS ids where the index takes one (HNSW, IVF)
+        and the set is large; built only where a search uses it, and kept like `_subset`'s rows."""
+        if len(rows) * self.dim <= EXACT_MAX_FLOATS or (self._hnsw is None and self._ivf is None):
+            return None
+
+        def build() -> faiss.IDSelector:
             fids = np.ascontiguousarray(self.fids[rows], dtype=np.int64)
             selector = faiss.IDSelectorBatch(len(fids), faiss.swig_ptr(fids))
             selector.keep_alive = fids  # the selector reads `fids`
-        if cacheable:
-            self._subsets.put(id(allowed), (allowed, rows, selector))  # holding `allowed` pins its id
-        return rows, selector
+            return selector
+
+        return self._kept(("selector", allowed), build)
+
+    def _kept(self, key: tuple[str, np.ndarray], make: Callable[[], Any]) -> Any:
+        """`make()` for (kind, mask), kept per read-only mask (holding the mask pins its id)."""
+        kind, allowed = key
+        if allowed.flags.writeable:
+            return make()
+        hit = self._subsets.get((kind, id(allowed)))
+        if hit is not MISSING and hit[0] is allowed:
+            return hit[1]
+        return self._subsets.put((kind, id(allowed)), (allowed, make()))[1]
 
     def _selector_params(self, selector: faiss.IDSelector, k: int) -> faiss.SearchParameters:
         if self._hnsw is not None:
