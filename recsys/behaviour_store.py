@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from recsys.cleaning import CleaningConfig, clean_events
 from recsys.errors import InputError
-from recsys.evaluation import Settings, VisualVectors, choose_settings
+from recsys.evaluation import Settings, VisualVectors, choose_settings, item_space_of
 from recsys.interactions import Interactions, from_events
 from recsys.models import (
     DEFAULT_BEHAVIOUR_MODELS,
@@ -99,15 +99,10 @@ def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions
     setting not fixed in `options` is chosen on the last 20% (by time) of the events."""
     options = options or FitOptions()
     events = clean_events(events, options.cleaning)
-    catalogue = loaded.items["item_id"].astype(str).tolist()
-    known = set(catalogue)
-    item_space = np.array(catalogue + [i for i in pd.unique(events.item_id) if i not in known], dtype=str)
+    vectors = VisualVectors.from_loaded(loaded)
+    item_space = item_space_of(events, vectors)
     names = [options.model] if options.model != "auto" else usable_behaviour_models(
         list(DEFAULT_BEHAVIOUR_MODELS), len(item_space))
-    in_stock = loaded.items["in_stock"].fillna(False).astype(bool).to_numpy() \
-        if "in_stock" in loaded.items else None
-    vectors = VisualVectors(np.asarray(catalogue, dtype=str), np.asarray(loaded.vectors, dtype=np.float32),
-                            in_stock)
     try:
         settings = choose_settings(events, item_space, names, options.k, vectors, options.hybrid_weight,
                                    options.recency_half_life_days)
@@ -140,7 +135,7 @@ def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions
         "visual_neighbours": options.visual_neighbours,
         "counts": {"events": len(events), "users": len(interactions.user_ids), "items": len(item_space),
                    "items_with_behaviour": int(model.has_neighbours().sum()),
-                   "catalogue_items": len(catalogue)},
+                   "catalogue_items": len(vectors.item_ids)},
         "event_time": {"first": int(events.timestamp.min()), "last": int(events.timestamp.max())},
     }
     return Behaviour(manifest, model, visual, interactions, donors, ranker)

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,9 @@ from recsys.models import (
 from recsys.models.projection import projected_donors
 from recsys.models.ranker import RankerModel, item_age_days
 from recsys.split import Split, split_events
+
+if TYPE_CHECKING:
+    from index.loaded import LoadedIndex
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +108,11 @@ class VisualVectors:
         """The item vectors of a store version (CURRENT by default)."""
         from index.store import load_version
 
-        loaded = load_version(store, version)
+        return cls.from_loaded(load_version(store, version))
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedIndex) -> VisualVectors:
+        """The item vectors of a loaded version, with its catalogue's stock."""
         items = loaded.items
         item_ids = items["item_id"].astype(str).to_numpy()
         in_stock = items["in_stock"].fillna(False).astype(bool).to_numpy() if "in_stock" in items else None
