@@ -1,5 +1,5 @@
 """The nightly's robustness: the lock not inherited by workers, stale staging cleaned, versions a crash
-left untracked adopted or removed, and the item-drop gate on item identity (issue 14)."""
+left untracked removed, and the item-drop gate on item identity (issue 14)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ listed in `state.json` `kept_rejected`) and leaves CURRENT alone.
 
 A crash can leave what no bookkeeping tracks; a run first tidies the store: staging folders of dead
 writers (`IndexStore.clean_stale_staging`), and versions built from this work folder's embedding sets
-(their meta.json `embeddings.path` is under `runs/`) that are neither published nor tracked: the
-unfinished run's own are adopted as its candidates, any other run's are deleted.
+(their meta.json `embeddings.path` is under `runs/`) that are neither published nor tracked are
+deleted (a resumed run builds its candidates again anyway).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
     if stale:
         log.info("nightly: removed %d stale staging folder(s): %s", len(stale), ", ".join(stale))
     catalog = _read_catalog(config)
-    _adopt_untracked(config, state, store)
+    _remove_untracked(config, state, store)
     run, resumed = _start_run(state, catalog_fingerprint(catalog), config, store)
     write_state(work, state)
     serving = store.current_version()
@@ -153,25 +153,24 @@ def _start_run(state: dict[str, Any], fingerprint: str, config: NightlyConfig,
     return run, False
 
 
-def _adopt_untracked(config: NightlyConfig, state: dict[str, Any], store: IndexStore) -> None:
+def _remove_untracked(config: NightlyConfig, state: dict[str, Any], store: IndexStore) -> None:
     """Versions a crash left untracked (committed, then the run died before recording them).
 
     A version built from this work folder's embedding sets that is not published, not a candidate
     of the unfinished run, not a kept rejected one, and not derived from a published version (a
-    user's `behaviour fit` or `rules` on top of it): the unfinished run's own become its candidates;
-    any other run's are deleted.
+    user's `behaviour fit` or `rules` on top of it) is deleted: whichever run built it, the run
+    that resumes or replaces it builds its candidates again (`_start_run` discards them).
     """
     from index.errors import IndexLoadError
     from index.store import read_meta
 
     run = state.get("in_progress")
-    published = set(store.history()) | {store.current_version()}
+    published = _published(store)
     kept = [v for v in state.get("kept_rejected", []) if store.version_dir(v).is_dir()]
     if kept or "kept_rejected" in state:
         state["kept_rejected"] = kept
     tracked = published | set(kept) | set((run or {}).get("candidates", []))
     runs = (config.work_dir / RUNS_DIR).resolve()
-    own = _embed_dir(config.work_dir, run["run_id"]).resolve() if run else None
     for version in store.version_ids():
         if version in tracked:
             continue
@@ -182,17 +181,17 @@ def _adopt_untracked(config: NightlyConfig, state: dict[str, Any], store: IndexS
         source = Path(str((meta.get("embeddings") or {}).get("path", "")))
         if not source.is_relative_to(runs) or meta.get("base_version") in published:
             continue  # not the nightly's, or a user's version derived from a published one
-        if run and source == own:
-            log.info("nightly: adopting %s, left untracked by the unfinished run %s", version, run["run_id"])
-            run["candidates"].append(version)
-        else:
-            log.info("nightly: removing %s, an unpublished version of an earlier run nothing tracks", version)
-            shutil.rmtree(store.version_dir(version), ignore_errors=True)
+        log.info("nightly: removing %s, an unpublished version a dead run left untracked", version)
+        shutil.rmtree(store.version_dir(version), ignore_errors=True)
+
+
+def _published(store: IndexStore) -> set[str | None]:
+    return set(store.history()) | {store.current_version()}
 
 
 def _discard_candidates(store: IndexStore, run: dict[str, Any], keep: bool) -> None:
     """Delete the run's unpublished versions (a published one is never touched)."""
-    published = set(store.history()) | {store.current_version()}
+    published = _published(store)
     if not keep:
         for version in run.get("candidates", []):
             if version not in published and store.version_dir(version).is_dir():
