@@ -15,6 +15,7 @@ Layout:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from embeddings.files import atomic_write_json, atomic_write_text, file_sha256
 from index.errors import IndexLoadError, InputError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from index.loaded import LoadedIndex
@@ -184,6 +187,9 @@ class IndexStore:
             if folder.is_dir() and _staging_is_stale(folder, max_age):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder.name)
+        if removed:
+            log.info("%s: removed %d stale staging folder(s): %s", self.root, len(removed),
+                     ", ".join(removed))
         return removed
 
     def _set_current(self, version: str) -> None:

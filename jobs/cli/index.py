@@ -60,9 +60,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.keep < 1:
         raise UsageError(f"--keep must be at least 1, not {args.keep}")
-    stale = IndexStore(args.store).clean_stale_staging()  # left by a crashed build
-    if stale:
-        log.info("removed %d stale staging folder(s): %s", len(stale), ", ".join(stale))
+    IndexStore(args.store).clean_stale_staging()  # left by a crashed build
     try:
         budget = parse_size(args.memory_budget)
         version = None

@@ -81,9 +81,7 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
     work = config.work_dir
     state = read_state(work)
     store = IndexStore(config.store)
-    stale = store.clean_stale_staging()  # left by a crashed run or build
-    if stale:
-        log.info("nightly: removed %d stale staging folder(s): %s", len(stale), ", ".join(stale))
+    store.clean_stale_staging()  # left by a crashed run or build
     catalog = _read_catalog(config)
     _remove_untracked(config, state, store)
     run, resumed = _start_run(state, catalog_fingerprint(catalog), config, store)
