@@ -97,7 +97,6 @@ class VersionRules:
         self.boosts: list[tuple[str, np.ndarray, float]] = []
         self.buries: list[tuple[str, np.ndarray]] = []
         for rule in rules:
-            filters.check(rule.filter)
             mask = filters.mask(rule.filter).copy() if rule.filter is not None else np.zeros(n, dtype=bool)
             mask[[row_of[i] for i in rule.items if i in row_of]] = True
             if rule.kind == "block":
