@@ -1,0 +1,182 @@
+"""The index store on object storage, against a real S3-compatible server on 127.0.0.1 (moto):
+build, publish, list, rollback, read and verify through the command line; a real `recsys serve`
+that caches the served version, reloads by itself and rolls back; and an upload killed half-way
+that leaves CURRENT serving the old version."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+import httpx
+import pytest
+
+from index.remote import RemoteStore, cache_dir_for, parse_location
+from index.store import IndexStore
+from jobs.cli import main
+
+pytest.register_assert_rewrite("tests.api_support", "tests.s3_support")
+from tests.api_support import running_server, wait_for  # noqa: E402
+from tests.s3_support import make_set, remote_text  # noqa: E402
+
+pytest_plugins = ["tests.s3_support"]  # the S3 server (s3_server) and a bucket per test (s3_store)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """`recsys ARGS` in this process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out.strip(), err
+
+
+def build(capsys: pytest.CaptureFixture[str], embeddings: Path, store: str, *extra: str) -> str:
+    code, out, err = cli(capsys, "index", "build", "--embeddings", embeddings, "--store", store, *extra)
+    assert code == 0, err
+    return out.splitlines()[-1]
+
+
+def objects(url: str, version: str) -> set[str]:
+    fs, root = fsspec.core.url_to_fs(url)
+    fs.invalidate_cache()
+    prefix = f"{root}/versions/{version}/"
+    return {path[len(prefix):] for path in fs.find(prefix)}
+
+
+def test_locations() -> None:
+    assert parse_location("store") == Path("store")
+    assert parse_location("/data/store") == Path("/data/store")
+    assert parse_location("file:///data/store") == Path("/data/store")
+    assert parse_location("s3://bucket/prefix") == "s3://bucket/prefix"
+    with pytest.raises(ValueError, match="no bucket"):
+        parse_location("s3:///prefix")
+    with pytest.raises(ValueError, match="unknown URL scheme 'nosuch'"):
+        parse_location("nosuch://bucket/prefix")
+
+
+def test_build_publish_rollback_and_verified_reads(s3_store: str, tmp_path: Path, capsys,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    set1, set2 = make_set(tmp_path / "set1"), make_set(tmp_path / "set2", 320, seed=2)
+    v1 = build(capsys, set1, s3_store)
+    assert not (tmp_path / "s3:").exists()  # the old bug: a local folder named after the URL
+    assert remote_text(s3_store, "CURRENT") == v1 + "\n"
+    meta = json.loads(remote_text(s3_store, f"versions/{v1}/meta.json"))
+    assert objects(s3_store, v1) == set(meta["checksums"]) | {"meta.json"}
+    assert {"index.faiss", "items.parquet", "vectors.npy"} <= set(meta["checksums"])
+
+    v2 = build(capsys, set2, s3_store)
+    assert remote_text(s3_store, "CURRENT") == v2 + "\n"
+    assert remote_text(s3_store, "HISTORY").split() == [v1, v2]
+    code, out, _ = cli(capsys, "index", "list", "--store", s3_store, "--json")
+    assert code == 0 and [(v["version"], v["current"], v["count"]) for v in json.loads(out)] == [
+        (v1, False, 300), (v2, True, 320)]
+    code, out, _ = cli(capsys, "similar", "--store", s3_store, "item0310", "-k", "3", "--json")
+    assert code == 0 and json.loads(out)["version"] == v2 and len(json.loads(out)["results"]) == 3
+
+    assert cli(capsys, "index", "rollback", "--store", s3_store)[:2] == (0, v1)
+    assert remote_text(s3_store, "CURRENT") == v1 + "\n"
+    code, out, _ = cli(capsys, "similar", "--store", s3_store, "item0001", "--json")
+    assert code == 0 and json.loads(out)["version"] == v1
+    assert cli(capsys, "index", "publish", v2, "--store", s3_store)[:2] == (0, v2)
+    assert remote_text(s3_store, "CURRENT") == v2 + "\n"
+
+    # A derived version (rules over the serving one): unchanged files copied on the server side.
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[block]]\nitems = ["item0002"]\n')
+    code, out, err = cli(capsys, "rules", "set", rules, "--store", s3_store)
+    assert code == 0, err
+    v_rules = out.split(":")[0]
+    assert remote_text(s3_store, "CURRENT") == v_rules + "\n"
+    assert objects(s3_store, v_rules) == objects(s3_store, v2) | {"rules.toml"}
+    code, out, _ = cli(capsys, "rules", "show", "--store", s3_store)
+    assert code == 0 and 'items = ["item0002"]' in out
+
+    v3 = build(capsys, set1, s3_store, "--no-publish")
+    assert objects(s3_store, v3) and remote_text(s3_store, "CURRENT") == v_rules + "\n"
+
+    # Another machine (a fresh cache) verifies what it downloads: a corrupt object fails the read
+    # and the publish, CURRENT stays, and nothing of the version lands in that cache.
+    fs, root = fsspec.core.url_to_fs(s3_store)
+    fs.pipe_file(f"{root}/versions/{v3}/vectors.npy", b"not the vectors")
+    monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "other-cache"))
+    code, _, err = cli(capsys, "similar", "--store", s3_store, "item0001", "--version", v3)
+    assert code == 1 and f"versions/{v3}/vectors.npy: checksum mismatch" in err
+    code, _, err = cli(capsys, "index", "publish", v3, "--store", s3_store)
+    assert code == 1 and "checksum mismatch" in err
+    assert remote_text(s3_store, "CURRENT") == v_rules + "\n"
+    cached = RemoteStore(s3_store).cache.root / "versions"
+    assert list(cached.iterdir()) == []
+
+    # Retention on the remote: --keep 2 deletes the oldest, never CURRENT nor the rollback target.
+    v4 = build(capsys, set2, s3_store, "--keep", "2")
+    remote = RemoteStore(s3_store)
+    assert remote.current_version() == v4
+    assert remote.version_ids() == [v_rules, v3, v4]
+    assert objects(s3_store, v1) == set() and objects(s3_store, v2) == set()
+
+
+def test_serve_hot_reload_rollback_and_an_upload_killed_half_way(s3_server, s3_store: str, tmp_path: Path,
+                                                                 capsys,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    set1, set2 = make_set(tmp_path / "set1"), make_set(tmp_path / "set2", 320, seed=2)
+    v1 = build(capsys, set1, s3_store)
+    monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "server-cache"))  # the server's own disk
+    cache = IndexStore(cache_dir_for(s3_store))
+    with running_server(s3_store, tmp_path / "serve.log", reload_interval=0.2) as base:
+        monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "cache"))
+
+        def serving() -> str | None:
+            return httpx.get(base + "/readyz").json()["version"]
+
+        assert serving() == v1
+        answer = httpx.get(base + "/v1/items/item0001/similar", params={"k": 5}).json()
+        assert answer["version"] == v1 and len(answer["results"]) == 5
+        assert cache.version_ids() == [v1]  # downloaded and verified into the server's cache
+
+        v2 = build(capsys, set2, s3_store)  # hot reload: the server sees CURRENT move
+        assert wait_for(lambda: serving() == v2, timeout=10)
+        assert httpx.get(base + "/v1/items/item0310/similar").json()["version"] == v2
+        assert cli(capsys, "index", "rollback", "--store", s3_store)[:2] == (0, v1)
+        assert wait_for(lambda: serving() == v1, timeout=10)
+        assert cli(capsys, "index", "publish", v2, "--store", s3_store)[:2] == (0, v2)
+        assert wait_for(lambda: serving() == v2, timeout=10)
+
+        # A build in its own process, killed -9 the moment the first object of its version is stored.
+        env = {**os.environ, "RECSYS_CACHE_DIR": str(tmp_path / "builder-cache")}
+        builder = subprocess.Popen([sys.executable, "-m", "jobs", "index", "build", "--embeddings", str(set1),
+                                    "--store", s3_store], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        killed: list[str] = []
+
+        def kill(path: str) -> None:
+            killed.append(path)
+            os.kill(builder.pid, signal.SIGKILL)
+
+        with s3_server.on_put(lambda p: "/store/versions/" in p and not p.endswith("/meta.json"), kill):
+            assert builder.wait(timeout=60) == -signal.SIGKILL
+        assert len(killed) == 1
+        partial = killed[0].split("/versions/")[1].split("/")[0]
+        assert objects(s3_store, partial)  # what was stored of it ...
+        remote = RemoteStore(s3_store)
+        assert partial not in remote.version_ids()  # ... is no version: no meta.json
+        assert remote.current_version() == v2
+        time.sleep(1.0)  # five polls
+        ready = httpx.get(base + "/readyz").json()
+        assert ready["version"] == v2 and ready["last_reload_failure"] is None
+        assert httpx.get(base + "/v1/items/item0001/similar").status_code == 200
+        code, out, _ = cli(capsys, "index", "list", "--store", s3_store, "--json")
+        assert partial not in out
+
+        # The dead upload is tidied (by age; here at once), and the next build publishes.
+        assert remote.clean_stale_uploads(max_age=0) == [partial]
+        assert objects(s3_store, partial) == set()
+        v3 = build(capsys, set1, s3_store)
+        assert wait_for(lambda: serving() == v3, timeout=10)
+        # The server's cache keeps the served version and the one before, not every version.
+        assert set(cache.version_ids()) == {v2, v3}
