@@ -180,3 +180,38 @@ def test_serve_hot_reload_rollback_and_an_upload_killed_half_way(s3_server, s3_s
         assert wait_for(lambda: serving() == v3, timeout=10)
         # The server's cache keeps the served version and the one before, not every version.
         assert set(cache.version_ids()) == {v2, v3}
+
+
+def test_catalogue_images_on_object_storage(s3_store: str, tmp_path: Path) -> None:
+    """Image references may be s3:// URLs: the catalogue keeps them, the loader reads them through
+    the same environment (in parallel, as it does HTTP images), a missing one fails that item only."""
+    import numpy as np
+
+    from embeddings.catalog import read_catalog
+    from embeddings.loader import CatalogImages
+    from tests.imagegen import write_images
+
+    bucket = s3_store.split("/")[2]
+    fs = fsspec.filesystem("s3")
+    refs = []
+    for path in write_images(tmp_path / "images", 2):
+        fs.put_file(str(path), f"{bucket}/images/{path.name}")
+        refs.append(f"s3://{bucket}/images/{path.name}")
+    refs.append(f"s3://{bucket}/images/missing.jpg")
+    rows = "".join(f"i{n},{ref}\n" for n, ref in enumerate(refs))
+    (tmp_path / "catalog.csv").write_text("item_id,image\n" + rows)
+    catalog = read_catalog(tmp_path / "catalog.csv")
+    assert list(catalog["image"]) == refs
+    loaded = CatalogImages(refs, ["i0", "i1", "i2"], np.asarray).__getitems__([0, 1, 2])
+    assert [item["status"] for item in loaded] == ["ok", "ok", "failed"]
+    assert loaded[0]["pixels"].ndim == 3 and loaded[0]["sha"] != loaded[1]["sha"]
+    assert loaded[2]["error"] == ("not_found", f"{refs[2]}: no such object")
+
+
+def test_nightly_config_keeps_a_store_url(tmp_path: Path) -> None:
+    from jobs.nightly.config import config_from_dict
+
+    raw = {"work_dir": "work", "store": "s3://bucket/store", "catalog": {"file": "catalog.csv"}}
+    config = config_from_dict(raw, base=tmp_path)
+    assert config.store == "s3://bucket/store" and config.work_dir == tmp_path / "work"
+    assert config_from_dict({**raw, "store": "store"}, base=tmp_path).store == tmp_path / "store"
