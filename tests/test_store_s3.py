@@ -215,3 +215,17 @@ def test_nightly_config_keeps_a_store_url(tmp_path: Path) -> None:
     config = config_from_dict(raw, base=tmp_path)
     assert config.store == "s3://bucket/store" and config.work_dir == tmp_path / "work"
     assert config_from_dict({**raw, "store": "store"}, base=tmp_path).store == tmp_path / "store"
+
+
+def test_a_write_that_fails_uploads_nothing(s3_store: str, tmp_path: Path) -> None:
+    from index.build import build_version
+    from index.remote import synced_store
+
+    embeddings = make_set(tmp_path / "set")
+    with pytest.raises(RuntimeError, match="gate"), synced_store(s3_store) as root:
+        local = build_version(embeddings, root)  # built and published in the local mirror ...
+        assert IndexStore(root).current_version() == local
+        raise RuntimeError("a gate failed after the build")
+    remote = RemoteStore(s3_store)  # ... and nothing of it on the remote
+    assert remote.version_ids() == [] and remote.current_version() is None
+    assert objects(s3_store, local) == set()

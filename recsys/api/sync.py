@@ -7,8 +7,8 @@ there as from any local store. A local store is its own folder. A remote store (
 is cached on local disk: the version is downloaded and every file's SHA-256 verified before it is
 renamed into the cache, then memory-mapped from there like a local one. Each replica polls the
 remote's CURRENT on its own (one small GET per interval) and swaps on its own; none needs a shared
-volume. The cache keeps the version being loaded and the one being served; older versions this
-process downloaded are deleted (give each replica its own cache folder, `RECSYS_CACHE_DIR`).
+volume. The cache keeps the version being loaded and the one being served; older ones are deleted, so
+each replica needs its own cache folder (`RECSYS_CACHE_DIR`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ class CachedRemoteSource:
 
     def __init__(self, url: str, cache: Path | None = None) -> None:
         self.remote = RemoteStore(url, cache)
-        self._downloaded: list[str] = []  # by this process, oldest first
+        # Versions this replica may drop from its cache, oldest first: what it downloads, and what
+        # an earlier process of it left there (a restarted container keeps its cache volume).
+        self._downloaded: list[str] = self.remote.cache.version_ids()
 
     def current(self) -> str | None:
         try:
@@ -64,8 +66,8 @@ class CachedRemoteSource:
             return None
 
     def prepare(self, version: str, keep: Collection[str] = ()) -> Path:
-        """Download and verify `version` into the cache (unless there), then delete the versions
-        this process downloaded before that are neither `version` nor in `keep`."""
+        """Download and verify `version` into the cache (unless there), then delete the other
+        cached versions that are not in `keep`."""
         self.remote.download(version)
         if version not in self._downloaded:
             self._downloaded.append(version)
