@@ -116,6 +116,14 @@ def _read_http(url: str, *, max_bytes: int, timeout: float) -> bytes:
     return data
 
 
+def signed_url(url: str, expires_s: int = 3600) -> str:
+    """A time-limited HTTPS link to an object-storage image (an S3 presigned URL), for a browser."""
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url)
+    return fs.sign(path, expiration=expires_s)
+
+
 def _read_object(url: str, *, max_bytes: int, timeout: float) -> bytes:
     import fsspec  # only catalogues with object-storage references need it
 

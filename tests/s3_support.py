@@ -90,11 +90,12 @@ def s3_store(s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     return f"s3://{bucket}/store"
 
 
-def make_set(path: Path, count: int = 300, seed: int = 1) -> Path:
-    """A complete synthetic embedding set of `count` items (item0000...) with a category column."""
+def make_set(path: Path, count: int = 300, seed: int = 1, images: str = "/images") -> Path:
+    """A complete synthetic embedding set of `count` items (item0000...) with a category column;
+    item ITEM's image reference is `{images}/ITEM.jpg`."""
     ids = [f"item{i:04d}" for i in range(count)]
     vectors = clustered_vectors(count, 32, latent=6, clusters=20, seed=seed)
-    catalog = pd.DataFrame({"item_id": ids, "image": [f"/images/{i}.jpg" for i in ids],
+    catalog = pd.DataFrame({"item_id": ids, "image": [f"{images}/{i}.jpg" for i in ids],
                             "category": [("a", "b", "c")[i % 3] for i in range(count)]})
     return write_embedding_set(path, ids, vectors, catalog)
 

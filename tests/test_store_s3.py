@@ -124,7 +124,13 @@ def test_build_publish_rollback_and_verified_reads(s3_store: str, tmp_path: Path
 def test_serve_hot_reload_rollback_and_an_upload_killed_half_way(s3_server, s3_store: str, tmp_path: Path,
                                                                  capsys,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    set1, set2 = make_set(tmp_path / "set1"), make_set(tmp_path / "set2", 320, seed=2)
+    from tests.imagegen import write_images
+
+    bucket = s3_store.split("/")[2]
+    set1 = make_set(tmp_path / "set1", images=f"s3://{bucket}/images")  # catalogue images on S3
+    set2 = make_set(tmp_path / "set2", 320, seed=2)
+    image = write_images(tmp_path / "images", 2)[1]  # item0001.jpg
+    fsspec.filesystem("s3").put_file(str(image), f"{bucket}/images/item0001.jpg")
     v1 = build(capsys, set1, s3_store)
     monkeypatch.setenv("RECSYS_CACHE_DIR", str(tmp_path / "server-cache"))  # the server's own disk
     cache = IndexStore(cache_dir_for(s3_store))
@@ -137,6 +143,10 @@ def test_serve_hot_reload_rollback_and_an_upload_killed_half_way(s3_server, s3_s
         assert serving() == v1
         answer = httpx.get(base + "/v1/items/item0001/similar", params={"k": 5}).json()
         assert answer["version"] == v1 and len(answer["results"]) == 5
+        # An image on S3: a presigned link for the browser, which fetches the object itself.
+        redirect = httpx.get(base + "/v1/items/item0001/image")
+        assert redirect.status_code == 307 and "Signature=" in redirect.headers["location"]
+        assert httpx.get(redirect.headers["location"]).content == image.read_bytes()
         assert cache.version_ids() == [v1]  # downloaded and verified into the server's cache
 
         v2 = build(capsys, set2, s3_store)  # hot reload: the server sees CURRENT move
