@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 CACHE_ENV = "RECSYS_CACHE_DIR"
 
 
+class RemoteError(IndexLoadError):
+    """The object store could not be reached or refused a request (credentials, network, access)."""
+
+
 def is_url(location: object) -> bool:
     """Whether a store location names object storage (a URL other than `file://`)."""
     return (isinstance(location, str) and "://" in location
@@ -110,6 +114,15 @@ class RemoteStore:
     def __repr__(self) -> str:
         return f"RemoteStore({self.url!r}, cache={str(self.cache.root)!r})"
 
+    def check(self) -> RemoteStore:
+        """InputError when the bucket does not exist (a typo in the URL, most likely)."""
+        bucket = self.root.split("/", 1)[0]
+        with self._requests("checking the bucket"):
+            found = self.fs.exists(bucket)
+        if not found:
+            raise InputError(f"{self.url}: no bucket {bucket!r} there (or no access to it)")
+        return self
+
     # -- reading -------------------------------------------------------------------------------
     def current_version(self) -> str | None:
         data = self._read(CURRENT)
@@ -122,8 +135,9 @@ class RemoteStore:
     def version_ids(self) -> list[str]:
         """Complete versions (those whose meta.json is stored), oldest first."""
         self.fs.invalidate_cache()
-        found = (PurePosixPath(p).parent.name for p in self.fs.glob(self._path(VERSIONS, "*", META)))
-        return sorted(v for v in found if not v.startswith("."))
+        with self._requests("listing versions"):
+            paths = self.fs.glob(self._path(VERSIONS, "*", META))
+        return sorted(v for v in (PurePosixPath(p).parent.name for p in paths) if not v.startswith("."))
 
     def versions(self) -> list[dict[str, Any]]:
         """meta.json of each complete version, oldest first."""
@@ -193,18 +207,17 @@ class RemoteStore:
             base_sums = self.read_meta(base).get("checksums") or {}
         for name, digest in sorted(meta["checksums"].items()):
             target = self._path(VERSIONS, version, name)
-            try:
+            with self._requests(f"uploading versions/{version}/{name}"):
                 if base_sums.get(name) == digest:  # unchanged from the base: a server-side copy
                     self.fs.copy(self._path(VERSIONS, base, name), target)
                 else:
                     self.fs.put_file(str(vdir / name), target)
                 stored = self.fs.info(target)["size"]
-            except OSError as exc:
-                raise IndexLoadError(f"{self._url(VERSIONS, version, name)}: upload failed ({exc})") from None
             if stored != (vdir / name).stat().st_size:
                 raise IndexLoadError(f"{self._url(VERSIONS, version, name)}: stored {stored} bytes, "
                                      f"the file has {(vdir / name).stat().st_size}")
-        self.fs.pipe_file(self._path(VERSIONS, version, META), (vdir / META).read_bytes())
+        with self._requests(f"uploading versions/{version}/{META}"):
+            self.fs.pipe_file(self._path(VERSIONS, version, META), (vdir / META).read_bytes())
         log.info("%s: uploaded version %s (%d files) in %.1f s", self.url, version, len(meta["checksums"]),
                  time.perf_counter() - started)
 
@@ -249,8 +262,9 @@ class RemoteStore:
         removed = []
         for version in ids[: max(0, len(ids) - keep)]:
             if version not in protected:
-                self.fs.rm(self._path(VERSIONS, version, META))
-                self.fs.rm(self._path(VERSIONS, version), recursive=True)
+                with self._requests(f"deleting versions/{version}"):
+                    self.fs.rm(self._path(VERSIONS, version, META))
+                    self.fs.rm(self._path(VERSIONS, version), recursive=True)
                 removed.append(version)
         return removed
 
@@ -259,20 +273,19 @@ class RemoteStore:
         seconds: uploads that died. Returns their ids."""
         self.fs.invalidate_cache()
         try:
-            folders = self.fs.ls(self._path(VERSIONS), detail=False)
+            with self._requests("listing versions"):
+                folders = self.fs.ls(self._path(VERSIONS), detail=False)
         except FileNotFoundError:
             return []
         complete = set(self.version_ids())
         removed = []
         for folder in sorted(folders):
             name = PurePosixPath(folder.rstrip("/")).name
-            files = [] if name in complete else self.fs.find(folder)
-            if not files:
-                continue
-            newest = max(self.fs.modified(f).timestamp() for f in files)
-            if time.time() - newest > max_age:
-                self.fs.rm(folder, recursive=True)
-                removed.append(name)
+            with self._requests(f"tidying versions/{name}"):
+                files = [] if name in complete else self.fs.find(folder)
+                if files and time.time() - max(self.fs.modified(f).timestamp() for f in files) > max_age:
+                    self.fs.rm(folder, recursive=True)
+                    removed.append(name)
         if removed:
             log.info("%s: removed %d incomplete upload(s): %s", self.url, len(removed), ", ".join(removed))
         return removed
@@ -315,23 +328,37 @@ class RemoteStore:
     def _url(self, *parts: str) -> str:
         return "/".join([self.url, *parts])
 
+    @contextmanager
+    def _requests(self, what: str) -> Iterator[None]:
+        """Turn the backend's failures (botocore's, OSError) into RemoteError naming the store."""
+        try:
+            yield
+        except (FileNotFoundError, IndexLoadError, InputError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every backend raises its own kinds
+            raise RemoteError(f"{self.url}: {what} failed ({type(exc).__name__}: {exc})") from None
+
     def _read(self, *parts: str) -> bytes | None:
         try:
-            return self.fs.cat_file(self._path(*parts))
+            with self._requests(f"reading {'/'.join(parts)}"):
+                return self.fs.cat_file(self._path(*parts))
         except FileNotFoundError:
             return None
 
     def _exists(self, *parts: str) -> bool:
         self.fs.invalidate_cache()
-        return bool(self.fs.exists(self._path(*parts)))
+        with self._requests(f"looking for {'/'.join(parts)}"):
+            return bool(self.fs.exists(self._path(*parts)))
 
     def _write(self, name: str, text: str) -> None:
-        self.fs.pipe_file(self._path(name), text.encode())
+        with self._requests(f"writing {name}"):
+            self.fs.pipe_file(self._path(name), text.encode())
 
     def _fetch(self, version: str, name: str, target: Path, expected: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.fs.get_file(self._path(VERSIONS, version, name), str(target))
+            with self._requests(f"downloading versions/{version}/{name}"):
+                self.fs.get_file(self._path(VERSIONS, version, name), str(target))
         except FileNotFoundError:
             raise IndexLoadError(f"{self._url(VERSIONS, version, name)}: missing from index version "
                                  f"{version}") from None
@@ -352,7 +379,7 @@ def _inside(name: str, version: str) -> str:
 
 def open_store(location: str | Path) -> IndexStore | RemoteStore:
     """The store at `location` for listing, publishing and rolling back: local or remote."""
-    return RemoteStore(str(location)) if is_url(location) else IndexStore(location)
+    return RemoteStore(str(location)).check() if is_url(location) else IndexStore(location)
 
 
 def local_copy(location: str | Path, versions: Iterable[str | None] = (None,)) -> Path:
@@ -360,7 +387,11 @@ def local_copy(location: str | Path, versions: Iterable[str | None] = (None,)) -
     holding its CURRENT, HISTORY and `versions` (None: CURRENT), downloaded and verified."""
     if not is_url(location):
         return Path(location)
-    return RemoteStore(str(location)).mirror(versions).root
+    remote = RemoteStore(str(location)).check()
+    versions = list(versions)
+    if None in versions and remote.current_version() is None:
+        raise IndexLoadError(f"{remote.url}: no {CURRENT}; nothing published yet")
+    return remote.mirror(versions).root
 
 
 @contextmanager
@@ -374,7 +405,7 @@ def synced_store(location: str | Path, versions: Iterable[str | None] = (None,),
     if not is_url(location):
         yield Path(location)
         return
-    remote = RemoteStore(str(location), cache)
+    remote = RemoteStore(str(location), cache).check()
     remote.clean_stale_uploads()
     local = remote.mirror(versions)
     published_before = local.current_version()
