@@ -239,3 +239,13 @@ def test_a_write_that_fails_uploads_nothing(s3_store: str, tmp_path: Path) -> No
     remote = RemoteStore(s3_store)  # ... and nothing of it on the remote
     assert remote.version_ids() == [] and remote.current_version() is None
     assert objects(s3_store, local) == set()
+
+
+def test_a_missing_bucket_or_an_empty_store_says_so(s3_store: str, capsys) -> None:
+    bucket = s3_store.split("/")[2]
+    code, _, err = cli(capsys, "index", "list", "--store", f"s3://{bucket}-nosuch/store")
+    assert code == 2 and f"no bucket '{bucket}-nosuch'" in err
+    code, _, err = cli(capsys, "similar", "--store", s3_store, "item0001")
+    assert code == 1 and f"{s3_store}: no CURRENT; nothing published yet" in err
+    code, _, err = cli(capsys, "index", "rollback", "--store", s3_store)
+    assert code == 2 and "no earlier published version" in err
