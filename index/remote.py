@@ -59,6 +59,8 @@ from index.store import (
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "RECSYS_CACHE_DIR"
+# Schemes whose first path part is a bucket (or container) that must exist before anything is written.
+BUCKET_SCHEMES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss"}
 
 
 class RemoteError(IndexLoadError):
@@ -116,6 +118,9 @@ class RemoteStore:
 
     def check(self) -> RemoteStore:
         """InputError when the bucket does not exist (a typo in the URL, most likely)."""
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        if not BUCKET_SCHEMES.intersection(protocols):
+            return self
         bucket = self.root.split("/", 1)[0]
         with self._requests("checking the bucket"):
             found = self.fs.exists(bucket)
