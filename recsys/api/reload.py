@@ -2,7 +2,8 @@
 
 Requests in flight keep the snapshot they took, so they finish on the old version; a version
 that fails to load leaves the old one serving and is reported by /readyz and /metrics. The
-watcher polls the store's CURRENT file (a cheap read) and reloads when the name in it changes.
+watcher polls the store's CURRENT (a cheap read of a file, or of an object on object storage:
+recsys/api/sync.py) and reloads when the name in it changes.
 """
 
 from __future__ import annotations
@@ -31,16 +32,6 @@ class ReloadFailure:
 
     def as_dict(self) -> dict[str, Any]:
         return {"version": self.version, "message": self.message, "at": self.at}
-
-
-def read_current(store: Path) -> str | None:
-    """The version CURRENT names, or None when there is none yet."""
-    from index.store import IndexStore
-
-    try:
-        return IndexStore(store).current_version()
-    except Exception:  # noqa: BLE001 - a store being written may be briefly unreadable
-        return None
 
 
 class ServingState:
