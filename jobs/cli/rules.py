@@ -37,11 +37,17 @@ def run_set(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from index.remote import local_copy
+    from index.errors import IndexLoadError
+    from index.remote import RemoteError, local_copy
     from index.store import IndexStore
     from recsys.rules import RULES_FILE
 
-    store = IndexStore(local_copy(args.store, (args.version,)))
+    try:
+        store = IndexStore(local_copy(args.store, (args.version,)))
+    except RemoteError:
+        raise  # the object store failed: exit 1
+    except IndexLoadError as exc:  # a store on object storage without that version (as below)
+        raise UsageError(f"--store {args.store}: {exc}") from None
     version = args.version or store.current_version()
     if version is None:
         raise UsageError(f"--store {args.store}: no published version")
