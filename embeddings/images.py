@@ -37,14 +37,21 @@ def is_jpeg(data: bytes) -> bool:
 
 
 def is_remote(ref: str) -> bool:
-    return urlparse(ref).scheme.lower() in ("http", "https")
+    return urlparse(ref).scheme.lower() in ("http", "https") or is_object_url(ref)
+
+
+def is_object_url(ref: str) -> bool:
+    """An object-storage reference (`s3://bucket/key`, any fsspec URL but http(s) and file), read
+    through fsspec with the backend's standard credentials (AWS_* environment variables for S3)."""
+    scheme = urlparse(ref).scheme.lower()
+    return "://" in ref and len(scheme) > 1 and scheme not in ("http", "https", "file")
 
 
 def resolve_ref(ref: str, base_dir: Path | None) -> str:
     """An image reference as a catalogue gives it, made absolute (paths) or left as a URL."""
     ref = str(ref).strip()
     scheme = urlparse(ref).scheme.lower()
-    if scheme in ("http", "https", "file"):
+    if scheme in ("http", "https", "file") or is_object_url(ref):
         return ref
     path = Path(ref)
     if not path.is_absolute() and base_dir is not None:
@@ -60,17 +67,20 @@ def read_image_bytes(
     attempts: int = HTTP_ATTEMPTS,
     backoff: float = HTTP_BACKOFF_S,
 ) -> bytes:
-    """The raw bytes behind a resolved reference: a local path, `file://` or `http(s)://`.
+    """The raw bytes behind a resolved reference: a local path, `file://`, `http(s)://` or an
+    object-storage URL (`s3://...`).
 
     HTTP reads have connection and read timeouts, a size cap, and bounded retries with
-    exponential backoff for failures that may pass (timeouts, resets, 408/429/5xx).
+    exponential backoff for failures that may pass (timeouts, resets, 408/429/5xx); object-storage
+    reads have the cap and the same retries.
     """
     parsed = urlparse(ref)
     scheme = parsed.scheme.lower()
-    if scheme in ("http", "https"):
+    if scheme in ("http", "https") or is_object_url(ref):
+        read = _read_http if scheme in ("http", "https") else _read_object
         for attempt in range(attempts):
             try:
-                return _read_http(ref, max_bytes=max_bytes, timeout=timeout)
+                return read(ref, max_bytes=max_bytes, timeout=timeout)
             except ImageError as exc:
                 if not exc.retryable or attempt == attempts - 1:
                     raise
@@ -101,6 +111,33 @@ def _read_http(url: str, *, max_bytes: int, timeout: float) -> bytes:
         reason = getattr(exc, "reason", exc)
         kind = "timeout" if "timed out" in str(reason) else "connection_error"
         raise ImageError(kind, f"{url}: {reason}", retryable=True) from None
+    if len(data) > max_bytes:
+        raise ImageError("too_large", f"{url}: over the {max_bytes} byte cap")
+    return data
+
+
+def signed_url(url: str, expires_s: int = 3600) -> str:
+    """A time-limited HTTPS link to an object-storage image (an S3 presigned URL), for a browser."""
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url)
+    return fs.sign(path, expiration=expires_s)
+
+
+def _read_object(url: str, *, max_bytes: int, timeout: float) -> bytes:
+    import fsspec  # only catalogues with object-storage references need it
+
+    try:
+        with fsspec.open(url, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ImageError("not_found", f"{url}: no such object") from None
+    except PermissionError as exc:
+        raise ImageError("unreadable", f"{url}: permission denied ({exc})") from None
+    except ImportError as exc:  # the scheme's fsspec backend (s3fs for s3://) is not installed
+        raise ImageError("unreadable", f"{url}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise ImageError("connection_error", f"{url}: {exc}", retryable=True) from None
     if len(data) > max_bytes:
         raise ImageError("too_large", f"{url}: over the {max_bytes} byte cap")
     return data

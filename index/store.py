@@ -210,7 +210,7 @@ class VersionWriter:
         self.without = {Path(name) for name in without}
         self.committed = False
         self.path.mkdir(parents=True, exist_ok=False)
-        (self.path / WRITER_FILE).write_text(_writer_tag(os.getpid()))
+        claim_staging(self.path)
 
     def file(self, name: str) -> Path:
         """Where the version's file `name` (a path inside the version) is written; its folder exists."""
@@ -272,6 +272,11 @@ def _process_start(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+def claim_staging(folder: Path) -> None:
+    """Mark a staging folder as this process's (its `.writer`), for `IndexStore.clean_stale_staging`."""
+    (folder / WRITER_FILE).write_text(_writer_tag(os.getpid()))
 
 
 def _writer_tag(pid: int) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.cli.query import add_shop_options
+from jobs.cli.stores import STORE_HELP, store_location
 from jobs.errors import UsageError
 from recsys.names import BEHAVIOUR_MODELS, DEFAULT_BEHAVIOUR_MODELS
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = behaviour.add_subparsers(dest="behaviour_command", required=True)
     fit = sub.add_parser("fit", help="fit behaviour on an events file; writes and publishes a new version")
     fit.add_argument("--events", type=Path, required=True, help="Parquet, CSV, u.data or .inter events")
-    fit.add_argument("--store", type=Path, required=True, help="the index store folder")
+    fit.add_argument("--store", type=store_location, required=True, help=STORE_HELP)
     fit.add_argument("--version", default=None, help="the base index version (default: CURRENT)")
     fit.add_argument("--model", default="auto", choices=["auto", *BEHAVIOUR_MODELS],
                      help="behaviour model (default auto: chosen on a validation window of the events)")
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     rec = subparsers.add_parser("recommend", help="items for one user from the serving version")
     rec.add_argument("user_id", metavar="USER_ID")
-    rec.add_argument("--store", type=Path, required=True)
+    rec.add_argument("--store", type=store_location, required=True)
     rec.add_argument("--version", default=None)
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--category", default=None)
@@ -47,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     ev = subparsers.add_parser("evaluate", help="offline evaluation: popularity, behaviour, visual, hybrid")
     ev.add_argument("--events", type=Path, required=True)
-    ev.add_argument("--store", type=Path, default=None, help="an index store: adds visual and hybrid")
+    ev.add_argument("--store", type=store_location, default=None,
+                    help="an index store (folder or URL): adds visual and hybrid")
     ev.add_argument("--version", default=None)
     ev.add_argument("--split", default="random", choices=["random", "temporal"])
     ev.add_argument("--test-frac", type=float, default=0.2)
@@ -100,21 +102,22 @@ def _cleaning(args: argparse.Namespace) -> CleaningConfig:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from index.store import IndexStore, load_version
+    from index.remote import synced_store
+    from index.store import DEFAULT_KEEP, IndexStore, load_version
     from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
 
     if args.hybrid_weight is not None and not 0 <= args.hybrid_weight <= 1:
         raise UsageError(f"--hybrid-weight {args.hybrid_weight}: must lie in [0, 1]")
     events = _load_events(args)
-    store = IndexStore(args.store)
-    base = args.version or store.current_version()
-    if base is None:
-        raise UsageError(f"--store {args.store}: no published version; build an index first")
-    loaded = load_version(args.store, base)
-    options = FitOptions(model=args.model, hybrid_weight=args.hybrid_weight,
-                         recency_half_life_days=args.recency_half_life_days, cleaning=_cleaning(args))
-    behaviour = fit_behaviour(events, loaded, options)
-    version = write_version(args.store, base, behaviour, str(args.events), publish=not args.no_publish)
+    with synced_store(args.store, (args.version,), keep=DEFAULT_KEEP) as root:  # remote: via its mirror
+        base = args.version or IndexStore(root).current_version()
+        if base is None:
+            raise UsageError(f"--store {args.store}: no published version; build an index first")
+        loaded = load_version(root, base)
+        options = FitOptions(model=args.model, hybrid_weight=args.hybrid_weight,
+                             recency_half_life_days=args.recency_half_life_days, cleaning=_cleaning(args))
+        behaviour = fit_behaviour(events, loaded, options)
+        version = write_version(root, base, behaviour, str(args.events), publish=not args.no_publish)
     print(version)
     return 0
 
@@ -124,7 +127,9 @@ def run_recommend(args: argparse.Namespace) -> int:
     from recsys.answers import Answers
 
     check_k(args.k)
-    answers = Answers.load(args.store, args.version, behaviour="required")
+    from index.remote import local_copy
+
+    answers = Answers.load(local_copy(args.store, (args.version,)), args.version, behaviour="required")
     constraints = shop_constraints(args, answers, args.category)
     rows = result_rows(answers.recommend(args.user_id, args.k, constraints), answers.index)
     if args.json:
@@ -146,7 +151,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if name not in BEHAVIOUR_MODELS:
             raise UsageError(f"--models: {name!r} is not a behaviour model ({', '.join(BEHAVIOUR_MODELS)})")
     events = _load_events(args)
-    vectors = VisualVectors.from_store(args.store, args.version) if args.store else None
+    from index.remote import local_copy
+
+    vectors = (VisualVectors.from_store(local_copy(args.store, (args.version,)), args.version)
+               if args.store else None)
     report = evaluate(events, vectors, split=args.split, test_frac=args.test_frac, seed=args.seed, k=args.k,
                       behaviour_names=names, hybrid_weight=args.hybrid_weight, cleaning=_cleaning(args),
                       recency_half_life_days=args.recency_half_life_days)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.cli.query import add_shop_options, check_k, shop_constraints
+from jobs.cli.stores import STORE_HELP, store_location
 from jobs.errors import UsageError
 from recsys.answers import DEFAULT_MODE, MODES
 
@@ -39,7 +40,7 @@ BATCH = 2048  # query items (or users) per batch, and per Parquet row group
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export",
                                    help="every item's neighbours (and users' recommendations) to Parquet")
-    parser.add_argument("--store", type=Path, required=True, help="the index store folder")
+    parser.add_argument("--store", type=store_location, required=True, help=STORE_HELP)
     parser.add_argument("--out", type=Path, required=True, help="the folder to write the Parquet files into")
     parser.add_argument("-k", type=int, default=20, help="neighbours per item (and items per user)")
     parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE)
@@ -53,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from index.remote import local_copy
     from recsys.answers import Answers
     from recsys.errors import InputError
 
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
     behaviour = "required" if args.users else ("none" if args.mode == "visual" else "optional")
     try:  # IndexLoadError: exit 1 (jobs/cli/__init__.py)
-        answers = Answers.load(args.store, args.version, behaviour=behaviour)
+        answers = Answers.load(local_copy(args.store, (args.version,)), args.version, behaviour=behaviour)
     except InputError as exc:
         raise UsageError(f"--users: {exc}") from None
     constraints = shop_constraints(args, answers)

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 LOG_FILE = "nightly.log"
+STORE_CACHE = "store-cache"  # under work_dir: the mirror of a store on object storage
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from index.remote import synced_store
     from jobs.nightly.config import load_config
     from jobs.nightly.run import run_nightly
 
@@ -34,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(handler)
     try:
-        report = run_nightly(config)
+        # A store on object storage: the run works on its mirror in work_dir; what it published is
+        # uploaded afterwards (a rejected or failed run uploads nothing).
+        with synced_store(config.store, keep=config.keep_versions,
+                          cache=config.work_dir / STORE_CACHE) as store:
+            report = run_nightly(replace(config, store=store))
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobs.cli.stores import STORE_HELP, store_location
 from jobs.errors import UsageError
 from recsys.answers import K_MAX, MODES
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("similar", help="print the items most like ITEM_ID, with scores")
     parser.add_argument("item_id", metavar="ITEM_ID")
-    parser.add_argument("--store", type=Path, required=True, help="the index store folder")
+    parser.add_argument("--store", type=store_location, required=True, help=STORE_HELP)
     parser.add_argument("-k", type=int, default=10, help=f"how many (1 to {K_MAX})")
     # visual by default: it answers on a version without behaviour data too
     parser.add_argument("--mode", choices=MODES, default="visual")
@@ -55,16 +55,18 @@ def check_k(k: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from index.remote import local_copy
     from index.store import load_version
     from recsys.answers import Answers
     from recsys.errors import InputError
 
     check_k(args.k)
-    loaded = load_version(args.store, args.version)  # IndexLoadError: exit 1 (jobs/cli/__init__.py)
+    store = local_copy(args.store, (args.version,))
+    loaded = load_version(store, args.version)  # IndexLoadError: exit 1 (jobs/cli/__init__.py)
     if not loaded.has_item(args.item_id):
         raise UsageError(f"item {args.item_id!r} is not in index version {loaded.version} of {args.store}")
     try:  # behaviour and hybrid need `recsys behaviour fit`
-        answers = Answers.load(args.store, index=loaded,
+        answers = Answers.load(store, index=loaded,
                                behaviour="none" if args.mode == "visual" else "required")
     except InputError as exc:
         raise UsageError(f"--mode {args.mode}: {exc}") from None

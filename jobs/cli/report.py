@@ -7,12 +7,13 @@ import argparse
 from pathlib import Path
 
 from index.errors import IndexLoadError
+from jobs.cli.stores import STORE_HELP, store_location
 from jobs.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="catalogue health and drift of a version")
-    parser.add_argument("--store", type=Path, required=True, help="the index store folder")
+    parser.add_argument("--store", type=store_location, required=True, help=STORE_HELP)
     parser.add_argument("--version", default=None, help="the version to report on (default: CURRENT)")
     parser.add_argument("--against", default=None, help="a version to measure drift against")
     parser.add_argument("--out", type=Path, required=True, help="the folder for health.json and health.html")
@@ -20,10 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from index.remote import is_url
     from index.store import load_version
     from recsys.health import health_report, write_report
 
-    if not args.store.is_dir():
+    if not is_url(args.store) and not args.store.is_dir():
         raise UsageError(f"--store {args.store}: no such folder")
     loaded = _load(load_version, args.store, args.version, "--version")
     against = None if args.against is None else _load(load_version, args.store, args.against, "--against")
@@ -42,8 +44,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(load_version, store: Path, version: str | None, option: str):
+def _load(load_version, store: Path | str, version: str | None, option: str):
+    from index.remote import local_copy
+
     try:
-        return load_version(store, version)
+        return load_version(local_copy(store, (version,)), version)
     except IndexLoadError as exc:
         raise UsageError(f"{option} {version or 'CURRENT'}: {exc}") from None

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jobs.cli.stores import STORE_HELP, store_location
 from jobs.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="serve similar items and recommendations over HTTP")
-    parser.add_argument("--store", type=Path, required=True, help="the index store folder")
+    parser.add_argument("--store", type=store_location, required=True, help=STORE_HELP)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--reload-interval", type=float, default=2.0,
@@ -21,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.store.is_dir():
+    if isinstance(args.store, Path) and not args.store.is_dir():
         raise UsageError(f"--store {args.store}: not a folder")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: not a port number")
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     return serve(args.store, args.host, args.port, args.reload_interval, args.log_level, args.access_log)
 
 
-def serve(store: Path, host: str = "127.0.0.1", port: int = 8000, reload_interval: float = 2.0,
+def serve(store: Path | str, host: str = "127.0.0.1", port: int = 8000, reload_interval: float = 2.0,
           log_level: str = "info", access_log: bool = False) -> int:
     """Serve `store` until interrupted (one worker: the index is held once, a reload swaps it in place)."""
     import uvicorn

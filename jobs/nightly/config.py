@@ -14,6 +14,7 @@ from typing import Any
 import tomllib
 
 from embeddings.names import DEFAULT_MODEL, DEVICES, ENGINES, RUNTIMES
+from index.remote import is_url
 from jobs.errors import UsageError
 from recsys.names import BEHAVIOUR_MODELS
 
@@ -23,7 +24,7 @@ class NightlyConfig:
     """What `recsys nightly` runs; see examples/nightly.toml for every key with a comment."""
 
     work_dir: Path
-    store: Path
+    store: Path | str  # a folder, or an object-storage URL (s3://bucket/prefix) kept as given
     catalog: Path | None = None  # a catalogue file (Parquet or CSV) ...
     images: Path | None = None  # ... or a folder of images
     model: str = DEFAULT_MODEL
@@ -105,7 +106,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>",
                 scope = f"[{section}]" if section else "the top level"
                 raise UsageError(f"{where}: unknown key (known in {scope}: {', '.join(SECTIONS[section])})")
             attr = SECTIONS[section][name]
-            values[attr] = _convert(item, _kind(attr), where, base)
+            url = attr == "store" and is_url(item)
+            values[attr] = item if url else _convert(item, _kind(attr), where, base)
     for name in ("work_dir", "store"):
         if name not in values:
             raise UsageError(f"{source}: missing key {name!r} at the top level")

@@ -2,7 +2,8 @@
 
 Requests in flight keep the snapshot they took, so they finish on the old version; a version
 that fails to load leaves the old one serving and is reported by /readyz and /metrics. The
-watcher polls the store's CURRENT file (a cheap read) and reloads when the name in it changes.
+watcher polls the store's CURRENT (a cheap read of a file, or of an object on object storage:
+recsys/api/sync.py) and reloads when the name in it changes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import anyio
 
 from recsys.api.metrics import Metrics
 from recsys.api.serving import Snapshot
+from recsys.api.sync import source_for
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +34,12 @@ class ReloadFailure:
         return {"version": self.version, "message": self.message, "at": self.at}
 
 
-def read_current(store: Path) -> str | None:
-    """The version CURRENT names, or None when there is none yet."""
-    from index.store import IndexStore
-
-    try:
-        return IndexStore(store).current_version()
-    except Exception:  # noqa: BLE001 - a store being written may be briefly unreadable
-        return None
-
-
 class ServingState:
     """The snapshot being served and the reload bookkeeping around it."""
 
-    def __init__(self, store: Path, metrics: Metrics, cache_bytes: int, cache_max_k: int) -> None:
-        self.store = Path(store)
+    def __init__(self, store: Path | str, metrics: Metrics, cache_bytes: int, cache_max_k: int) -> None:
+        self.store = store
+        self.source = source_for(store)  # the folder itself, or a cache of a store on object storage
         self.metrics = metrics
         self.cache_bytes = cache_bytes
         self.cache_max_k = cache_max_k
@@ -60,13 +53,16 @@ class ServingState:
     async def reload(self, version: str | None = None) -> tuple[bool, str | None]:
         """Load `version` (None: CURRENT) and swap it in; returns (ok, message on failure)."""
         async with self._lock:
-            target = version or read_current(self.store)
-            self._seen_current = read_current(self.store)
+            current = await anyio.to_thread.run_sync(self.source.current)
+            target = version or current
+            self._seen_current = current
             if target is None:
                 return self._failed(None, f"{self.store}: no CURRENT version to load")
+            serving = (self.snapshot.version,) if self.snapshot else ()
             try:
                 snapshot = await anyio.to_thread.run_sync(
-                    lambda: Snapshot.load(self.store, target, self.cache_bytes, self.cache_max_k))
+                    lambda: Snapshot.load(self.source.prepare(target, serving), target, self.cache_bytes,
+                                          self.cache_max_k))
             except Exception as exc:  # noqa: BLE001 - any load failure keeps the old version
                 log.warning("reload of version %s failed: %s", target, exc)
                 return self._failed(target, f"version {target} failed to load: {exc}")
@@ -90,7 +86,7 @@ class ServingState:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                current = await anyio.to_thread.run_sync(read_current, self.store)
+                current = await anyio.to_thread.run_sync(self.source.current)
                 serving = self.snapshot.version if self.snapshot else None
                 if current is not None and current != self._seen_current and current != serving:
                     await self.reload()

@@ -6,12 +6,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from index.remote import is_url
+
 MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Settings:
-    store: Path
+    store: Path | str  # a folder, or an object-storage URL (s3://bucket/prefix), cached locally
     # Bearer token for /v1/admin/*; None disables those routes (403).
     admin_token: str | None = None
     # Seconds between checks of the store's CURRENT file; 0 turns the watcher off.
@@ -37,7 +39,7 @@ class Settings:
         """Settings for `store`, with the token and CORS origins from the environment."""
         origins = os.environ.get("RECSYS_CORS_ORIGINS", "")
         values: dict[str, object] = {
-            "store": Path(store),
+            "store": store if is_url(store) else Path(store),
             "admin_token": os.environ.get("RECSYS_ADMIN_TOKEN") or None,
             "cors_origins": tuple(o.strip() for o in origins.split(",") if o.strip()),
         }

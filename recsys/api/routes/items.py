@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import unquote, urlparse
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from starlette.responses import FileResponse, RedirectResponse, Response
 
+from embeddings.images import is_object_url, signed_url
 from recsys.answers import DEFAULT_MODE, K_MAX
 from recsys.api import lookup
 from recsys.api.deps import CurrentSnapshot
@@ -88,6 +90,8 @@ async def item_image(item_id: ItemId, snapshot: CurrentSnapshot) -> Response:
     scheme = parsed.scheme.lower()
     if scheme in ("http", "https"):
         return RedirectResponse(ref, status_code=307)
+    if is_object_url(ref):  # s3://...: a presigned link, so the browser fetches it, not the server
+        return RedirectResponse(await anyio.to_thread.run_sync(signed_url, ref), status_code=307)
     path = Path(unquote(parsed.path)) if scheme == "file" else Path(ref)
     media_type = IMAGE_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     if not path.is_absolute() or media_type is None or not media_type.startswith("image/") \
