@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         f"{args.items:,} synthetic clustered unit vectors of {args.dim} dimensions, built as "
         "`recsys index build` does; the report of the second version with drift against the first "
         "(the nightly's health stage: duplicates from each item's 10 nearest, placeholders, failures, "
-        "drift cosine and neighbour overlap@10 on a sample, cold items).",
+        "drift cosine, neighbour overlap@10 and the shift of the vector distribution on samples, "
+        "cold items).",
         "",
         "| step | seconds |",
         "|---|---|",
