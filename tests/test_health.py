@@ -237,6 +237,7 @@ def test_report_command_writes_json_and_html(two_versions, tmp_path, capsys) -> 
     assert set(report) >= {"version", "items", "duplicates", "placeholders", "failures", "drift",
                            "cold_items"}
     assert report["version"] == noisy and report["items"] == 600
+    assert "distribution over 600 items: mean-vector length old" in capsys.readouterr().out
     assert set(report["drift"]) >= {"against", "same_image_items", "same_image_cosine",
                                     "neighbour_overlap@10"}
     page = (out / "health.html").read_text()
