@@ -300,4 +300,5 @@ def test_bench_health_writes_its_own_section(tmp_path: Path) -> None:
     assert text.count("## Health report") == 1 and "## API\n\nkept as it is" in text
     section = text.split("## Health report", 1)[1]
     assert "| health report, drift included |" in section
+    assert "| of which the shift of the vector distribution (timed again alone) |" in section
     assert "neighbour overlap@10 against the same items rebuilt: 1.0" in section
