@@ -14,7 +14,10 @@ embedding set's failures and another version to compare with:
   two of its items.
 - failures by error type, with examples.
 - drift against another version: for items whose image bytes did not change, the cosine of the
-  old and the new vector; neighbour overlap@10 of the items in both versions.
+  old and the new vector; neighbour overlap@10 of the items in both versions; the shift of the
+  vector distribution over a sample of the items in both versions (their first two principal
+  components in the old version's basis, the length of the mean vector, each item's cosine to its
+  nearest other item), as histograms whose numbers health.json carries and health.html plots.
 - cold items: catalogue items with no behaviour, where the version has behaviour data.
 
 `write_report` writes `health.json` (the dict) and `health.html` (the same numbers and plots).
@@ -52,6 +55,8 @@ DUPLICATE_K = 10
 PLACEHOLDER_MIN_ITEMS = 5
 OVERLAP_K = 10
 OVERLAP_SAMPLE = 5_000  # items (a seeded sample) whose neighbour lists are compared
+DISTRIBUTION_SAMPLE = 20_000  # items (a seeded sample) whose vectors describe the distribution
+DISTRIBUTION_BINS = 40
 EXAMPLES = 3
 GROUP_PAIRS_MAX = 2_000  # larger duplicate groups: the lowest cosine of their joining pairs
 SEARCH_CHUNK = 10_000
@@ -290,8 +295,9 @@ def drift(loaded: LoadedIndex, against: LoadedIndex,
     same = np.array([a is not None and not pd.isna(a) and a == b for a, b in zip(new_key, old_key)],
                     dtype=bool)
     new_same, old_same = both[same], old_rows[both][same]
+    comparable = loaded.dim == against.dim  # vectors of different sizes have no cosine
     cosines = np.zeros(0, np.float32)
-    if len(new_same):
+    if len(new_same) and comparable:
         cosines = np.concatenate([
             np.einsum("ij,ij->i", _unit(loaded.vectors[new_same[s:s + SEARCH_CHUNK]]),
                       _unit(against.vectors[old_same[s:s + SEARCH_CHUNK]]))
@@ -303,8 +309,95 @@ def drift(loaded: LoadedIndex, against: LoadedIndex,
                               "mean": round(float(cosines.mean()), 4) if len(cosines) else None},
         f"neighbour_overlap@{OVERLAP_K}": neighbour_overlap(loaded, against, both, old_rows[both]),
         "common_items": int(len(both)),
+        "distribution": distribution_shift(loaded, against, both, old_rows[both], cosines),
     }
+    if not comparable:
+        report["note"] = (f"the vectors changed size ({against.dim} -> {loaded.dim}): no old-new cosine "
+                          "and no shared principal components")
     return report, cosines
+
+
+def distribution_shift(loaded: LoadedIndex, against: LoadedIndex, new_rows: np.ndarray,
+                       old_rows: np.ndarray, same_image_cosines: np.ndarray) -> dict[str, Any]:
+    """How the vector distribution moved, over a seeded sample of DISTRIBUTION_SAMPLE of the items
+    in both versions (`new_rows` in `loaded`, `old_rows` the same items in `against`):
+
+    - `spread`: the length of each version's mean vector (0: spread over every direction; 1: every
+      vector the same; the vectors are unit length, so their norms say nothing);
+    - `centroid_cosine`: the cosine of the two mean vectors;
+    - `principal_components`: both versions' vectors projected on the old version's first two
+      principal components (mean, std and a histogram of each, old and new on the same bins);
+    - `nearest_cosine`: each sampled item's cosine to its nearest other item, in either version;
+    - `same_image_cosine`: the histogram of the old-new cosines of the unchanged images.
+
+    Histograms are {"edges": [bins + 1], "old": [counts], "new": [counts]} (`counts` alone for the
+    same-image cosines); health.html plots exactly these numbers."""
+    out: dict[str, Any] = {"items": 0, "spread": None, "centroid_cosine": None,
+                           "principal_components": None, "nearest_cosine": None,
+                           "same_image_cosine": _counts(same_image_cosines)}
+    if len(new_rows) < 2:
+        return out
+    pick = np.arange(len(new_rows))
+    if len(pick) > DISTRIBUTION_SAMPLE:
+        pick = np.sort(np.random.default_rng(0).choice(len(new_rows), DISTRIBUTION_SAMPLE, replace=False))
+    new_pick, old_pick = new_rows[pick], old_rows[pick]
+    new, old = _unit(loaded.vectors[new_pick]), _unit(against.vectors[old_pick])
+    new_mean, old_mean = new.mean(axis=0, dtype=np.float64), old.mean(axis=0, dtype=np.float64)
+    out["items"] = int(len(pick))
+    out["spread"] = {"old": _round(np.linalg.norm(old_mean)), "new": _round(np.linalg.norm(new_mean))}
+    _, old_nearest = neighbour_rows(against, old_pick, 1)
+    _, new_nearest = neighbour_rows(loaded, new_pick, 1)
+    out["nearest_cosine"] = _pair(old_nearest[:, 0], new_nearest[:, 0])
+    if loaded.dim == against.dim:
+        norms = np.linalg.norm(old_mean) * np.linalg.norm(new_mean)
+        out["centroid_cosine"] = _round(old_mean @ new_mean / norms) if norms > 0 else None
+        centred = old - old_mean
+        variances, axes = np.linalg.eigh(centred.T.astype(np.float64) @ centred / len(old))
+        order = np.argsort(variances)[::-1][:2]
+        basis = axes[:, order].T
+        basis *= np.sign(basis[np.arange(len(basis)), np.abs(basis).argmax(axis=1)])[:, None]
+        old_pcs, new_pcs = centred @ basis.T, (new - old_mean) @ basis.T
+        total = float(variances.clip(min=0).sum())
+        out["principal_components"] = {
+            "basis": "the old version's first principal components, on the old mean",
+            "explained_variance_ratio": [_round(v / total) if total > 0 else None
+                                         for v in variances[order]],
+            "old": {"mean": [_round(v) for v in old_pcs.mean(axis=0)],
+                    "std": [_round(v) for v in old_pcs.std(axis=0)]},
+            "new": {"mean": [_round(v) for v in new_pcs.mean(axis=0)],
+                    "std": [_round(v) for v in new_pcs.std(axis=0)]},
+            "histograms": [_pair(old_pcs[:, c], new_pcs[:, c]) for c in range(old_pcs.shape[1])],
+        }
+    return out
+
+
+def _round(value: float) -> float:
+    return round(float(value), 4) + 0.0  # + 0.0: never -0.0
+
+
+def _pair(old: np.ndarray, new: np.ndarray) -> dict[str, list]:
+    """Histograms of two samples on the same bins."""
+    edges = _edges(np.concatenate([old, new]))
+    return {"edges": edges.tolist(), "old": np.histogram(old, edges)[0].tolist(),
+            "new": np.histogram(new, edges)[0].tolist()}
+
+
+def _counts(values: np.ndarray) -> dict[str, list] | None:
+    if not len(values):
+        return None
+    edges = _edges(values)
+    return {"edges": edges.tolist(), "counts": np.histogram(values, edges)[0].tolist()}
+
+
+def _edges(values: np.ndarray) -> np.ndarray:
+    """DISTRIBUTION_BINS bins over the values, edges at 6 decimals (the counts use those very
+    edges, so health.json's numbers can be checked); values a float's rounding apart get one
+    millesimal span."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = np.floor(values.min() * 1e6) / 1e6, np.ceil(values.max() * 1e6) / 1e6
+    if high - low < 1e-3:
+        low, high = low - 5e-4, high + 5e-4
+    return np.round(np.linspace(low, high, DISTRIBUTION_BINS + 1), 6)
 
 
 def neighbour_overlap(loaded: LoadedIndex, against: LoadedIndex, new_rows: np.ndarray,
@@ -370,12 +463,53 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def _histogram(values: np.ndarray, title: str, xlabel: str, line: float | None = None) -> str:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _png(fig, title: str) -> str:
+    """The figure as an <img> with its PNG inline (the page is one self-contained file)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    _pyplot().close(fig)
+    return f'<img alt="{html.escape(title)}" src="data:image/png;base64,' \
+           f'{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _shift_plot(distribution: dict[str, Any], title: str) -> str | None:
+    """Old vs new histograms of the distribution numbers in health.json (principal components,
+    nearest-item cosine), drawn from those very numbers."""
+    panels = []
+    pcs = distribution.get("principal_components")
+    if pcs is not None:
+        for c, histogram in enumerate(pcs["histograms"]):
+            ratio = pcs["explained_variance_ratio"][c]
+            panels.append((histogram, f"principal component {c + 1} of the old vectors"
+                                      + (f" ({ratio:.0%} of the variance)" if ratio is not None else "")))
+    if distribution.get("nearest_cosine") is not None:
+        panels.append((distribution["nearest_cosine"], "cosine to the nearest other item"))
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (histogram, xlabel) in zip(axes[0], panels):
+        ax.stairs(histogram["old"], histogram["edges"], label="old", color="#888888", fill=True, alpha=0.5)
+        ax.stairs(histogram["new"], histogram["edges"], label="new", color="#c0392b", linewidth=1.5)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("items")
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig, title)
+
+
+def _histogram(values: np.ndarray, title: str, xlabel: str, line: float | None = None) -> str:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3))
     values = np.asarray(values, dtype=np.float64)
     # values a float's rounding apart (unchanged vectors) cannot be split into 50 bins
@@ -387,11 +521,7 @@ def _histogram(values: np.ndarray, title: str, xlabel: str, line: float | None =
     ax.set_xlabel(xlabel)
     ax.set_ylabel("items")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return f'<img alt="{html.escape(title)}" src="data:image/png;base64,' \
-           f'{base64.b64encode(buffer.getvalue()).decode()}">'
+    return _png(fig, title)
 
 
 def _html(health: Health) -> str:
@@ -426,6 +556,29 @@ def _html(health: Health) -> str:
                      f"unchanged images: cosine min {d['same_image_cosine']['min']}, mean "
                      f"{d['same_image_cosine']['mean']}; neighbour overlap@{OVERLAP_K}: "
                      f"{d[f'neighbour_overlap@{OVERLAP_K}']}</p>")
+        if d.get("note"):
+            parts.append(f"<p>{esc(d['note'])}</p>")
         if len(health.drift_cosines):
             parts.append(_histogram(health.drift_cosines, "Old vs new vector of unchanged images", "cosine"))
+        parts.append(_shift_html(d.get("distribution")))
     return "\n".join(parts) + "\n"
+
+
+SHIFT_TITLE = "Vector distribution: old vs new"
+
+
+def _shift_html(distribution: dict[str, Any] | None) -> str:
+    """The distribution shift: its numbers, and their plot."""
+    if not distribution or not distribution["items"]:
+        return ""
+    spread, pcs = distribution["spread"], distribution["principal_components"]
+    text = (f"<h3>Shift of the vector distribution</h3><p>Over {distribution['items']} items in both "
+            f"versions: length of the mean vector (0 spread out, 1 all alike) old {spread['old']}, new "
+            f"{spread['new']}; cosine of the two mean vectors {distribution['centroid_cosine']}.")
+    if pcs is not None:
+        old, new = pcs["old"], pcs["new"]
+        text += "".join(f" Principal component {c + 1}: old mean {old['mean'][c]} std {old['std'][c]}, "
+                        f"new mean {new['mean'][c]} std {new['std'][c]}."
+                        for c in range(len(pcs["histograms"])))
+    plot = _shift_plot(distribution, SHIFT_TITLE)
+    return text + "</p>" + ("\n" + plot if plot else "")

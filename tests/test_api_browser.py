@@ -177,3 +177,44 @@ def test_page_filters_explains_and_builds_sessions(browser, api_server) -> None:
     assert shown() == [r["item_id"] for r in user["results"]]
     assert problems == []
     page.close()
+
+
+def test_page_links_the_serving_versions_health_report(browser, api_server, tmp_path, monkeypatch) -> None:
+    """With a reports folder (RECSYS_REPORTS_DIR) the header links the serving version's health
+    report with its counts, and the link opens the report with its plots; without one, no link."""
+    from tests.api_support import running_server
+    from tests.test_api_health_report import build_health_world
+
+    page = browser.new_page()
+    with page.expect_response("**/v1/health/summary") as answer:
+        page.goto(api_server + "/ui")
+    assert answer.value.status == 404
+    assert page.is_hidden("#health-report")
+    page.close()
+
+    world = build_health_world(tmp_path)
+    monkeypatch.setenv("RECSYS_REPORTS_DIR", str(world.reports))
+    with running_server(world.store, tmp_path / "serve.log", reload_interval=0) as base:
+        page = browser.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.goto(base + "/ui")
+        page.wait_for_selector("#health-report", state="visible")
+        summary = httpx.get(base + "/v1/health/summary").json()
+        link = page.inner_text("#health-report")
+        assert link.startswith("catalogue health: ")
+        assert f"{summary['duplicate_groups']} duplicate groups" in link and "1 placeholder" in link
+        assert "3 failed images" in link
+        assert page.get_attribute("#health-report", "href") == "/v1/health/report"
+        with page.context.expect_page() as opened:
+            page.click("#health-report")
+        report = opened.value
+        report.wait_for_load_state()
+        assert report.url == base + "/v1/health/report"
+        assert report.title() == f"Catalogue health {world.serving}"
+        assert f"Drift against {world.old}" in report.inner_text("body")
+        plot = report.locator('img[alt="Vector distribution: old vs new"]')
+        assert plot.evaluate("img => img.complete && img.naturalWidth > 600")
+        assert problems == []
+        page.close()
+        report.close()

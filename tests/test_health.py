@@ -17,7 +17,14 @@ from index.store import load_version
 from index.synthetic import clustered_vectors, write_embedding_set
 from jobs.cli import main
 from jobs.fixtures.real_photos import real_photos
-from recsys.health import DUPLICATE_COSINE, failure_summary, health_report, write_report
+from recsys.health import (
+    DISTRIBUTION_BINS,
+    DUPLICATE_COSINE,
+    SHIFT_TITLE,
+    failure_summary,
+    health_report,
+    write_report,
+)
 
 OPTS = BuildOptions(tune_queries=100)
 RELISTED = ["astronaut", "coffee", "chelsea", "rocket", "motorcycle"]  # each listed twice
@@ -130,6 +137,88 @@ def test_drift_against_itself_is_none_and_noise_moves_every_neighbour(two_versio
     assert moved["neighbour_overlap@10"] < 0.1
 
 
+def test_distribution_shift_numbers_and_plot(two_versions, tmp_path) -> None:
+    """health.json carries the numbers behind the shift plot, and they are what the vectors give:
+    the old version's principal components, each item's nearest other item, the old-new cosines."""
+    import base64
+    import re
+
+    store, first, noisy = two_versions
+    old, new = load_version(store, first), load_version(store, noisy)
+    health = health_report(new, old)
+    shift = health.report["drift"]["distribution"]
+    assert shift["items"] == 600
+
+    a = old.vectors.astype(np.float64)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    b = new.vectors.astype(np.float64)
+    b /= np.linalg.norm(b, axis=1, keepdims=True)
+    assert shift["spread"]["old"] == pytest.approx(np.linalg.norm(a.mean(0)), abs=1e-3)
+    assert shift["spread"]["new"] == pytest.approx(np.linalg.norm(b.mean(0)), abs=1e-3)
+    _, values, axes = np.linalg.svd(a - a.mean(0), full_matrices=False)
+    pcs = shift["principal_components"]
+    assert pcs["explained_variance_ratio"] == pytest.approx((values[:2] ** 2 / (values ** 2).sum()).tolist(),
+                                                            abs=1e-3)
+    for c in range(2):
+        old_pc, new_pc = (a - a.mean(0)) @ axes[c], (b - a.mean(0)) @ axes[c]
+        assert pcs["old"]["std"][c] == pytest.approx(old_pc.std(), abs=1e-3)
+        assert pcs["new"]["std"][c] == pytest.approx(new_pc.std(), abs=1e-3)
+        # the sign of a component is a choice
+        assert abs(pcs["new"]["mean"][c]) == pytest.approx(abs(new_pc.mean()), abs=1e-3)
+        histogram = pcs["histograms"][c]
+        assert len(histogram["edges"]) == DISTRIBUTION_BINS + 1
+        assert sum(histogram["old"]) == sum(histogram["new"]) == 600
+    # noise has no direction of its own: along the catalogue's main directions it spreads far less
+    assert pcs["new"]["std"][0] < 0.5 * pcs["old"]["std"][0]
+
+    nearest = shift["nearest_cosine"]
+    for vectors, counts in ((a, nearest["old"]), (b, nearest["new"])):
+        scores = vectors @ vectors.T
+        np.fill_diagonal(scores, -2)
+        expected = np.histogram(scores.max(1), nearest["edges"])[0]
+        # the same up to values a float16 rounding away from an edge (stored vectors vs index scores)
+        assert np.abs(np.cumsum(expected) - np.cumsum(counts)).max() <= 3
+    assert np.average(nearest["edges"][1:], weights=nearest["new"]) < \
+        np.average(nearest["edges"][1:], weights=nearest["old"]) - 0.2
+    same = shift["same_image_cosine"]
+    assert sum(same["counts"]) == health.report["drift"]["same_image_items"] == 600
+    assert same["edges"][0] <= health.report["drift"]["same_image_cosine"]["min"] + 1e-4
+
+    _, html_path = write_report(health, tmp_path)
+    page = html_path.read_text()
+    plot = re.search(f'<img alt="{SHIFT_TITLE}" src="data:image/png;base64,([^"]+)"', page)
+    assert plot is not None
+    picture = Image.open(io.BytesIO(base64.b64decode(plot.group(1))))
+    assert picture.format == "PNG" and picture.width > 600
+    assert f"new mean {pcs['new']['mean'][0]} std {pcs['new']['std'][0]}" in page
+
+    unchanged = health_report(old, old).report["drift"]["distribution"]
+    assert unchanged["centroid_cosine"] == 1.0
+    assert all(h["old"] == h["new"] for h in unchanged["principal_components"]["histograms"])
+
+
+def test_drift_between_vectors_of_different_sizes(tmp_path) -> None:
+    """A model whose vectors changed size: no old-new cosine (said so), neighbours still compared."""
+    ids = [f"item/{i}" for i in range(200)]
+    store = tmp_path / "store"
+    old = build_version(write_embedding_set(tmp_path / "a", ids, clustered_vectors(200, 16, latent=6,
+                                                                                 clusters=10, seed=7)),
+                        store, factory="Flat", options=OPTS)
+    new = build_version(write_embedding_set(tmp_path / "b", ids, clustered_vectors(200, 32, latent=6,
+                                                                                 clusters=10, seed=7)),
+                        store, factory="Flat", options=OPTS)
+    health = health_report(load_version(store, new), load_version(store, old))
+    drift = health.report["drift"]
+    assert drift["same_image_cosine"] == {"min": None, "mean": None}
+    assert "16 -> 32" in drift["note"]
+    assert 0 <= drift["neighbour_overlap@10"] <= 1
+    shift = drift["distribution"]
+    assert shift["principal_components"] is None and shift["centroid_cosine"] is None
+    assert sum(shift["nearest_cosine"]["new"]) == 200
+    _, html_path = write_report(health, tmp_path / "out")
+    assert "16 -&gt; 32" in html_path.read_text()
+
+
 def test_failure_summary_counts_by_type_with_examples() -> None:
     failures = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "image": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"],
                              "error_type": ["decode", "decode", "http_404", "decode"],
@@ -148,10 +237,11 @@ def test_report_command_writes_json_and_html(two_versions, tmp_path, capsys) -> 
     assert set(report) >= {"version", "items", "duplicates", "placeholders", "failures", "drift",
                            "cold_items"}
     assert report["version"] == noisy and report["items"] == 600
+    assert "distribution over 600 items: mean-vector length old" in capsys.readouterr().out
     assert set(report["drift"]) >= {"against", "same_image_items", "same_image_cosine",
                                     "neighbour_overlap@10"}
     page = (out / "health.html").read_text()
-    assert page.count("data:image/png;base64,") == 2
+    assert page.count("data:image/png;base64,") == 3
     assert main(["report", "--store", str(store), "--version", "nope", "--out", str(out)]) == 2
     assert main(["report", "--store", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "no such" in capsys.readouterr().err
@@ -164,7 +254,7 @@ def test_write_report_round_trips(two_versions, tmp_path) -> None:
     health.drift_cosines = np.array([0.99999994, 1.0, 1.0], np.float32)  # a rounding apart: one bin
     json_path, html_path = write_report(health, tmp_path)
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(health.report))
-    assert html_path.read_text().count("data:image/png;base64,") == 2
+    assert html_path.read_text().count("data:image/png;base64,") == 3
 
 
 def test_new_items_are_not_drift(tmp_path) -> None:
@@ -210,4 +300,5 @@ def test_bench_health_writes_its_own_section(tmp_path: Path) -> None:
     assert text.count("## Health report") == 1 and "## API\n\nkept as it is" in text
     section = text.split("## Health report", 1)[1]
     assert "| health report, drift included |" in section
+    assert "| of which the shift of the vector distribution (timed again alone) |" in section
     assert "neighbour overlap@10 against the same items rebuilt: 1.0" in section

@@ -27,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
     store = run_demo(args.dir, DemoConfig(n_items=args.items, n_users=args.users, seed=args.seed),
                      compress=not args.no_compress)
     if args.serve:
-        return serve(store, port=args.port)
+        return serve(store, port=args.port, reports=store.parent / "nightly" / "reports")
     return 0

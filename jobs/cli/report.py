@@ -40,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"drift against {d['against']}: {d['same_image_items']} unchanged images, cosine "
               f"min {d['same_image_cosine']['min']} mean {d['same_image_cosine']['mean']}, "
               f"neighbour overlap@10 {d['neighbour_overlap@10']}")
+        shift = d["distribution"]
+        if shift["spread"] is not None:
+            spread = shift["spread"]
+            print(f"distribution over {shift['items']} items: mean-vector length old {spread['old']} "
+                  f"new {spread['new']}, cosine of the means {shift['centroid_cosine']}")
     print(f"{json_path}\n{html_path}")
     return 0
 

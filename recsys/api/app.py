@@ -13,10 +13,12 @@ from starlette.middleware.cors import CORSMiddleware
 
 from recsys.api import errors
 from recsys.api.fastpath import FastSimilarMiddleware
+from recsys.api.health_reports import HealthGauges, HealthReports
 from recsys.api.limits import BodyLimitMiddleware
 from recsys.api.metrics import Metrics, MetricsMiddleware
 from recsys.api.reload import ServingState
 from recsys.api.routes import admin, health, items, sessions, similar, ui, users
+from recsys.api.routes import reports as health_report_routes
 from recsys.api.settings import MIB, Settings
 from recsys.api.upload import UploadEmbedder
 
@@ -67,6 +69,12 @@ def create_app(settings: Settings) -> FastAPI:
                    ui.router):
         app.include_router(router)
     app.mount("/ui/static", ui.static_files(), name="ui-static")
+    # The serving version's health report: its page and summary, its counts on /metrics.
+    app.state.health_reports = HealthReports(settings.reports)
+    app.include_router(health_report_routes.router)
+    serving = app.state.serving
+    metrics.registry.register(HealthGauges(app.state.health_reports,
+                                           lambda: serving.snapshot.version if serving.snapshot else None))
 
     # Innermost first: the GET similar fast path, CORS (only when origins are configured), body
     # caps, then metrics outermost so that refused and fast requests are counted too.

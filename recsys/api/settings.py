@@ -33,15 +33,19 @@ class Settings:
     # answers for more than cache_max_k items are not kept.
     cache_max_bytes: int = 256 * MIB
     cache_max_k: int = 100
+    # Where catalogue health reports are (a nightly's work_dir/reports); None: none are shown.
+    reports: Path | None = None
 
     @classmethod
     def from_env(cls, store: Path | str, **overrides: object) -> Settings:
-        """Settings for `store`, with the token and CORS origins from the environment."""
+        """Settings for `store`, with the token, CORS origins and reports folder from the environment."""
         origins = os.environ.get("RECSYS_CORS_ORIGINS", "")
+        reports = os.environ.get("RECSYS_REPORTS_DIR")
         values: dict[str, object] = {
             "store": store if is_url(store) else Path(store),
             "admin_token": os.environ.get("RECSYS_ADMIN_TOKEN") or None,
             "cors_origins": tuple(o.strip() for o in origins.split(",") if o.strip()),
+            "reports": Path(reports) if reports else None,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 // The /ui page: look up an item, see its image and its neighbours' images, scores and reasons, and
 // switch between visual, behaviour and hybrid; narrow answers with a filter, group_by and diversity;
-// a user's recommendations; a session built by clicking + and - on results (POST /v1/recommend).
+// a user's recommendations; a session built by clicking + and - on results (POST /v1/recommend);
+// a link to the serving version's catalogue health report.
 // Plain JavaScript against the JSON API; no build step.
 "use strict";
 
@@ -259,6 +260,21 @@ $("#upload").addEventListener("submit", (event) => {
   if (file) upload(file);
 });
 
+async function healthReport() {
+  // The serving version's catalogue health report, linked with its counts when there is one.
+  const response = await fetch("/v1/health/summary").catch(() => null);
+  if (!response || !response.ok) return;
+  const s = await response.json();
+  const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+  const parts = [plural(s.duplicate_groups, "duplicate group"), plural(s.placeholders, "placeholder")];
+  if (s.failures !== null) parts.push(plural(s.failures, "failed image"));
+  const link = $("#health-report");
+  link.href = s.report;
+  link.textContent = "catalogue health: " + parts.join(" · ");
+  link.title = "health report on version " + s.version;
+  link.hidden = false;
+}
+
 const params = new URLSearchParams(location.search);
 if (params.get("mode")) {
   const radio = document.querySelector('input[name="mode"][value="' + params.get("mode") + '"]');
@@ -266,4 +282,5 @@ if (params.get("mode")) {
 }
 showSession();
 samples();
+healthReport();
 if (params.get("item")) lookup(params.get("item"));

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
@@ -38,5 +39,7 @@ async def readyz(state: State) -> JSONBytes:
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(request: Request) -> Response:
-    """Prometheus text: per-route counts and latencies, the version, reloads and failures."""
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text: per-route counts and latencies, the version, reloads and failures, the
+    serving version's health report counts (read from its file: off the event loop)."""
+    return Response(await anyio.to_thread.run_sync(request.app.state.metrics.render),
+                    media_type=CONTENT_TYPE_LATEST)
