@@ -9,6 +9,11 @@ That match stands in for a perfect visual model: blended with the chosen behavio
 warm rank (hybrid.py's cold entry), every combination is scored on the TEST split and the best kept.
 Chosen on the test itself, it is an upper bound for such blends, not a result; no served setting
 comes from it. Where it stays under a target, no picture model can reach that target this way.
+
+`estimated`: the same, but each shopper's visible taste estimated from their training history
+alone while every item's drawn attributes are known exactly (per attribute, the log-lift of each
+value in the history over the whole event log, Laplace-smoothed): what a perfect picture model
+could give a hybrid that must still learn each shopper's taste from what they did.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys.evaluation import WEIGHT_GRID, Holdout, score_rankings
 from recsys.models import make_behaviour_model
@@ -36,14 +42,36 @@ def visible_match(shoppers: Path, attributes: Path, user_ids: np.ndarray, item_i
     return match
 
 
-def ceiling(holdout: Holdout, settings: dict, shoppers: Path, attributes: Path) -> dict:
-    """The best Recall@K over weights and cold entries of behaviour blended with the true visible
-    match, on `holdout` (the test split, ranked as the service may show)."""
-    behaviour = make_behaviour_model(settings["behaviour_model"], **settings["behaviour_params"])
+def estimated_match(attributes: Path, holdout: Holdout) -> np.ndarray:
+    """(evaluated users, items): the visible match with each user's taste estimated from history."""
     train = holdout.train
-    behaviour.fit(train)
-    b = _z(behaviour.score_histories(train.recent[holdout.users]))
-    seen = _z(visible_match(shoppers, attributes, train.user_ids[holdout.users], train.item_ids))
+    items = pd.read_csv(attributes).set_index("item_id").reindex(train.item_ids)
+    had = sp.csr_matrix(train.matrix, copy=True)
+    had.data[:] = 1.0
+    match = np.zeros((len(holdout.users), len(train.item_ids)), np.float64)
+    for column in ("shape", "colour", "pattern"):
+        onehot = pd.get_dummies(items[column]).to_numpy(np.float64)  # (items, values)
+        overall = np.asarray(had.sum(axis=0)).ravel() @ onehot
+        mine = np.asarray(had[holdout.users] @ onehot)
+        lift = (mine + 1) / (mine.sum(axis=1, keepdims=True) + onehot.shape[1]) / (overall / overall.sum())
+        match += np.log(lift) @ onehot.T
+    return match.astype(np.float32)
+
+
+def ceilings(holdout: Holdout, settings: dict, shoppers: Path, attributes: Path) -> dict:
+    """{"known": the true visible taste's ceiling, "estimated": the history-estimated one}."""
+    behaviour = make_behaviour_model(settings["behaviour_model"], **settings["behaviour_params"])
+    b = _z(behaviour.fit(holdout.train).score_histories(holdout.train.recent[holdout.users]))
+    train = holdout.train
+    true = visible_match(shoppers, attributes, train.user_ids[holdout.users], train.item_ids)
+    return {"known": ceiling(holdout, b, _z(true)), "estimated": ceiling(holdout, b, _z(estimated_match(
+        attributes, holdout)))}
+
+
+def ceiling(holdout: Holdout, b: np.ndarray, seen: np.ndarray) -> dict:
+    """The best Recall@K over weights and cold entries of `b` (behaviour, z-scored) blended with
+    `seen` (a visible match, z-scored), on `holdout` (the test split, ranked as the service may show)."""
+    train = holdout.train
     hidden = train.matrix[holdout.users].toarray() > 0
     if holdout.showable is not None:
         hidden |= ~holdout.showable[None, :]
