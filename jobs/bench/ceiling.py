@@ -12,7 +12,7 @@ comes from it. Where it stays under a target, no picture model can reach that ta
 
 `estimated`: the same, but each shopper's visible taste estimated from their training history
 alone while every item's drawn attributes are known exactly (per attribute, the log-lift of each
-value in the history over the whole event log, Laplace-smoothed): what a perfect picture model
+value in the history over the whole event log, both counted in event weights, Laplace-smoothed): what a perfect picture model
 could give a hybrid that must still learn each shopper's taste from what they did.
 """
 
@@ -46,8 +46,7 @@ def estimated_match(attributes: Path, holdout: Holdout) -> np.ndarray:
     """(evaluated users, items): the visible match with each user's taste estimated from history."""
     train = holdout.train
     items = pd.read_csv(attributes).set_index("item_id").reindex(train.item_ids)
-    had = sp.csr_matrix(train.matrix, copy=True)
-    had.data[:] = 1.0
+    had = sp.csr_matrix(train.matrix)  # event weights: clicks and purchases say more about taste
     match = np.zeros((len(holdout.users), len(train.item_ids)), np.float64)
     for column in ("shape", "colour", "pattern"):
         onehot = pd.get_dummies(items[column]).to_numpy(np.float64)  # (items, values)
