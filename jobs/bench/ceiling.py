@@ -12,8 +12,9 @@ comes from it. Where it stays under a target, no picture model can reach that ta
 
 `estimated`: the same, but each shopper's visible taste estimated from their training history
 alone while every item's drawn attributes are known exactly (per attribute, the log-lift of each
-value in the history over the whole event log, both counted in event weights, Laplace-smoothed): what a perfect picture model
-could give a hybrid that must still learn each shopper's taste from what they did.
+value in the history over the whole event log, both counted in event weights, Laplace-smoothed):
+what a perfect picture model could give a hybrid that must still learn each shopper's taste from
+what they did.
 """
 
 from __future__ import annotations
