@@ -67,8 +67,8 @@ COLD_GRID = (("none", 1.0, 1),) + tuple((mode, c, n) for mode in ("visual", "pro
 # where cold items enter a list (hybrid.py, `cold_from`): None never, else from that warm rank on;
 # tried with each way of ordering the cold items among themselves
 COLD_FROM_GRID = (None, 9, 7, 5, 3)  # in a list of 10: 0, 1, 2, 3, 4 cold items
-COLD_ORDER_GRID = (("none", 1), ("visual", 3), ("visual", 20), ("projection", 3), ("projection", 20),
-                   ("factors", 20))
+# (ordering by "none" is not tried: at blend weight 1 it orders new items by nothing at all)
+COLD_ORDER_GRID = (("visual", 3), ("visual", 20), ("projection", 3), ("projection", 20), ("factors", 20))
 VALIDATION_FRAC = 0.2
 
 
