@@ -511,7 +511,11 @@ class Answers:
         else:
             history = interactions.recent[user]
             parts = self.hybrid.history_parts(history)  # computed once: the scores and their `why`
-            scores = self.hybrid.scores_from_parts(parts, history)[0]
+            # what the list may not hold takes no place in the cold entry's count either
+            hidden = ~self._model_allowed(constraints)
+            hidden[interactions.matrix[user].indices] = True
+            exclude = sp.csr_matrix(hidden[None, :].astype(np.float32))
+            scores = self.hybrid.scores_from_parts(parts, history, exclude)[0]
             scores[interactions.matrix[user].indices] = -np.inf
             source = "personal"
         scores = scores.copy()

@@ -9,7 +9,8 @@ written, the base's other files are hard-linked, `meta.json` gets the base's fie
 chosen on validation with the recall of each one tried), `model.npz` (the behaviour model),
 `visual.npz` (every item's visual neighbours), `interactions.npz` (each user's history: what to
 exclude and where to start from) and, when cold items borrow by projection, `cold_donors.npz`
-(each item without events: the warm items its picture projects nearest to in behaviour space).
+(each item without events: the warm items its picture projects nearest to in behaviour space;
+with the hybrid's `cold="factors"` also the user fold-in and each such item's projected factors).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from recsys.models import (
     make_behaviour_model,
     usable_behaviour_models,
 )
-from recsys.models.projection import projected_donors
+from recsys.models.projection import ColdFactors, fit_cold_factors, projected_donors
 from recsys.sparse_ops import csr_arrays, csr_from
 
 if TYPE_CHECKING:
@@ -71,13 +72,15 @@ class Behaviour:
     interactions: Interactions
     donors: sp.csr_matrix | None = None  # cold items' donors by projection (None: by image)
     ranker: str | None = None  # the LightGBM second stage (model text), trained on validation
+    cold_factors: ColdFactors | None = None  # cold items' projected factors (hybrid cold="factors")
 
     def hybrid(self) -> HybridModel:
         return HybridModel(float(self.manifest["hybrid_weight"]),
                            float(self.manifest.get("hybrid_cold_weight", 1.0)),
                            str(self.manifest.get("hybrid_cold", "visual")),
                            int(self.manifest.get("hybrid_donors", 20)),
-                           self.manifest.get("hybrid_cold_from")).build(self.model, self.visual, self.donors)
+                           self.manifest.get("hybrid_cold_from")).build(self.model, self.visual, self.donors,
+                                                                        self.cold_factors)
 
 
 def visual_from_index(loaded: LoadedIndex, item_space: np.ndarray, neighbours: int) -> VisualModel:
@@ -115,7 +118,9 @@ def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions
     visual = visual_from_index(loaded, item_space, options.visual_neighbours)
     model = make_behaviour_model(settings.behaviour_model, **settings.behaviour_params).fit(interactions)
     donors = projected_donors(interactions, vectors.item_ids, vectors.vectors) \
-        if settings.cold == "projection" else None
+        if settings.cold in ("projection", "factors") else None
+    cold_factors = fit_cold_factors(interactions, vectors.item_ids, vectors.vectors) \
+        if settings.cold == "factors" else None
     chosen = settings.to_dict()
     ranker = settings.ranker.model_to_string() if settings.ranker is not None else None
     manifest = {
@@ -138,7 +143,7 @@ def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions
                    "catalogue_items": len(vectors.item_ids)},
         "event_time": {"first": int(events.timestamp.min()), "last": int(events.timestamp.max())},
     }
-    return Behaviour(manifest, model, visual, interactions, donors, ranker)
+    return Behaviour(manifest, model, visual, interactions, donors, ranker, cold_factors)
 
 
 def save_behaviour(behaviour: Behaviour, folder: Path) -> None:
@@ -147,7 +152,8 @@ def save_behaviour(behaviour: Behaviour, folder: Path) -> None:
     behaviour.visual.save(folder / "visual.npz")
     behaviour.interactions.save(folder / "interactions.npz")
     if behaviour.donors is not None:
-        np.savez_compressed(folder / DONORS_FILE, **csr_arrays("donors", behaviour.donors))
+        factors = behaviour.cold_factors.arrays() if behaviour.cold_factors is not None else {}
+        np.savez_compressed(folder / DONORS_FILE, **csr_arrays("donors", behaviour.donors), **factors)
     if behaviour.ranker is not None:
         (folder / RANKER_FILE).write_text(behaviour.ranker)
     (folder / MANIFEST).write_text(json.dumps(behaviour.manifest, indent=2, sort_keys=True))
@@ -163,16 +169,17 @@ def load_behaviour(version_dir: Path) -> Behaviour:
         model = ItemModel.load(folder / "model.npz")
         visual = ItemModel.load(folder / "visual.npz")
         interactions = Interactions.load(folder / "interactions.npz")
-        donors = None
+        donors = cold_factors = None
         if (folder / DONORS_FILE).is_file():
             with np.load(folder / DONORS_FILE, allow_pickle=False) as data:
                 donors = csr_from(data, "donors")
+                cold_factors = ColdFactors.from_arrays(data)
         ranker = (folder / RANKER_FILE).read_text() if (folder / RANKER_FILE).is_file() else None
     except (OSError, ValueError, KeyError, EOFError) as exc:  # zip and npz errors are ValueError/OSError
         raise InputError(f"{folder}: unreadable behaviour data ({type(exc).__name__}: {exc})") from None
     if not isinstance(model, NeighbourModel) or not isinstance(visual, VisualModel):
         raise InputError(f"{folder}: model.npz or visual.npz holds the wrong kind of model")
-    return Behaviour(manifest, model, visual, interactions, donors, ranker)
+    return Behaviour(manifest, model, visual, interactions, donors, ranker, cold_factors)
 
 
 def write_version(store_dir: str | Path, base_version: str, behaviour: Behaviour, source: str,

@@ -49,7 +49,7 @@ from recsys.models import (
     make_behaviour_model,
     usable_behaviour_models,
 )
-from recsys.models.projection import projected_donors
+from recsys.models.projection import fit_cold_factors, projected_donors
 from recsys.models.ranker import RankerModel, item_age_days
 from recsys.split import Split, split_events
 
@@ -62,11 +62,13 @@ WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 RECENCY_GRID = (0.0, 7.0, 30.0)  # history half-life in days; 0: off
 # cold handling: (where donors come from, weight of what they lend, how many lend)
 COLD_GRID = (("none", 1.0, 1),) + tuple((mode, c, n) for mode in ("visual", "projection")
-                                        for c in (0.5, 1.0, 2.0, 4.0) for n in (3, 20))
+                                        for c in (0.5, 1.0, 2.0, 4.0) for n in (3, 20)) \
+    + tuple(("factors", c, 20) for c in (0.5, 1.0, 2.0))
 # where cold items enter a list (hybrid.py, `cold_from`): None never, else from that warm rank on;
 # tried with each way of ordering the cold items among themselves
 COLD_FROM_GRID = (None, 9, 7, 5, 3)  # in a list of 10: 0, 1, 2, 3, 4 cold items
-COLD_ORDER_GRID = (("none", 1), ("visual", 3), ("visual", 20), ("projection", 3), ("projection", 20))
+# (ordering by "none" is not tried: at blend weight 1 it orders new items by nothing at all)
+COLD_ORDER_GRID = (("visual", 3), ("visual", 20), ("projection", 3), ("projection", 20), ("factors", 20))
 VALIDATION_FRAC = 0.2
 
 
@@ -161,8 +163,12 @@ def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> 
     for start in range(0, len(holdout.users), batch):
         users = holdout.users[start:start + batch]
         seen = (holdout.train.matrix if holdout.seen is None else holdout.seen)[users]
-        scores = (model.score_histories(holdout.train.recent[users], exclude=seen)
-                  if isinstance(model, HybridModel) else model.score_histories(holdout.train.recent[users]))
+        if isinstance(model, HybridModel):  # the cold entry counts only the items a list may hold
+            hidden = seen if holdout.showable is None else seen + sp.csr_matrix(
+                np.broadcast_to(~holdout.showable, seen.shape).astype(np.float32))
+            scores = model.score_histories(holdout.train.recent[users], exclude=hidden)
+        else:
+            scores = model.score_histories(holdout.train.recent[users])
         seen = seen.tocoo()
         scores[seen.row, seen.col] = -np.inf
         if holdout.showable is not None:
@@ -280,17 +286,20 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     # 2b: cold handling at that weight, on the window with items made new
     behaviour = make_behaviour_model(name, **params).fit(holdout.train)
     donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
+    factors = fit_cold_factors(holdout.train, vectors.item_ids, vectors.vectors)
     best, hybrid_grid = (-1.0, settings.hybrid_weight, "visual", 1.0, 20), {}
     for cold, cold_weight, n_donors in COLD_GRID:
         hybrid = HybridModel(settings.hybrid_weight, cold_weight, cold, n_donors)
-        recall = recall_of(hybrid.build(behaviour, visual, donors), holdout, k)
+        recall = recall_of(hybrid.build(behaviour, visual, donors, factors), holdout, k)
         hybrid_grid[f"cold={cold}x{cold_weight:g} donors={n_donors}"] = round(recall, 6)
         if recall > best[0]:
             best = (recall, settings.hybrid_weight, cold, cold_weight, n_donors)
     # lending to cold items is taken only where it beats lending nothing beyond doubt (the bootstrap
     # 95% interval of the per-user gain above 0), as the cold entry and the ranker are
-    nothing = HybridModel(settings.hybrid_weight, 1.0, "none", 1).build(behaviour, visual, donors)
-    lend = HybridModel(settings.hybrid_weight, best[3], best[2], best[4]).build(behaviour, visual, donors)
+    nothing = HybridModel(settings.hybrid_weight, 1.0, "none", 1).build(
+        behaviour, visual, donors, factors)
+    lend = HybridModel(settings.hybrid_weight, best[3], best[2], best[4]).build(
+        behaviour, visual, donors, factors)
     gain = bootstrap_interval(recalls_of(lend, holdout, k) - recalls_of(nothing, holdout, k)) \
         if best[2] != "none" else (0.0, 0.0)
     settings.validation["cold_gain_ci95"] = [round(g, 6) for g in gain]
@@ -305,7 +314,7 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     for cold, n_donors in COLD_ORDER_GRID:
         for cold_from in COLD_FROM_GRID[1:]:
             hybrid = HybridModel(settings.hybrid_weight, 1.0, cold, n_donors, cold_from).build(
-                behaviour, visual, donors)
+                behaviour, visual, donors, factors)
             recall = recall_of(hybrid, holdout, k)
             entry_grid[f"cold={cold} donors={n_donors} from={cold_from}"] = round(recall, 6)
             if recall > best_entry[0]:
@@ -313,8 +322,8 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     if best_entry[0] > best[0]:
         plain = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors)
         entry = HybridModel(settings.hybrid_weight, 1.0, best_entry[2], best_entry[3], best_entry[1])
-        gain = bootstrap_interval(recalls_of(entry.build(behaviour, visual, donors), holdout, k)
-                                  - recalls_of(plain.build(behaviour, visual, donors), holdout, k))
+        gain = bootstrap_interval(recalls_of(entry.build(behaviour, visual, donors, factors), holdout, k)
+                                  - recalls_of(plain.build(behaviour, visual, donors, factors), holdout, k))
         settings.validation["cold_entry_gain_ci95"] = [round(g, 6) for g in gain]
         if gain[0] > 0:
             settings.cold_from, settings.cold, settings.donors = best_entry[1:]
@@ -325,7 +334,7 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     # other half; it serves only where it wins there beyond doubt (the bootstrap 95% interval of the
     # per-user difference above 0). Then retrained on all of them.
     blend = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors,
-                        settings.cold_from).build(behaviour, visual, donors)
+                        settings.cold_from).build(behaviour, visual, donors, factors)
     ranker = RankerModel().build(behaviour, visual, donors, item_ages)
     first_half, second_half = _halves(holdout, seed=0)
     ranker.train(holdout.train.recent[first_half.users], first_half.relevant)
@@ -487,9 +496,11 @@ def evaluate(
         visual = build_visual(vectors, item_space)
         models["visual"] = visual
         donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
+        factors = fit_cold_factors(holdout.train, vectors.item_ids, vectors.vectors)
         behaviour = behaviours[settings.behaviour_model]
         models["hybrid"] = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold,
-                                       settings.donors, settings.cold_from).build(behaviour, visual, donors)
+                                       settings.donors, settings.cold_from).build(
+            behaviour, visual, donors, factors)
         if settings.ranker is not None:  # reported beside the models: serving answers with the blend
             ranker = RankerModel().build(behaviour, visual, donors, ages(parts.train, item_space))
             ranker.booster = settings.ranker

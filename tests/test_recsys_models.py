@@ -23,7 +23,7 @@ from recsys.models import (
     VisualModel,
     make_behaviour_model,
 )
-from recsys.models.projection import ImageToBehaviour, projected_donors
+from recsys.models.projection import ColdFactors, ImageToBehaviour, fit_cold_factors, projected_donors
 from recsys.sparse_ops import top_n_per_row
 
 # Two tastes: users 0-9 use items a0..a5, users 10-19 use b0..b5; cold item a6 has no events.
@@ -224,6 +224,34 @@ def test_projection_learns_the_behaviour_space(interactions: Interactions) -> No
     assert row.nnz > 0 and row.sum() == pytest.approx(1.0, abs=1e-5)
     assert all(ITEMS[j].startswith("a") for j in row.indices)
     assert donors.getrow(ITEMS.index("a1")).nnz == 0  # warm items borrow nothing
+
+
+def test_cold_factors_rank_new_items_by_what_their_pictures_say_about_buyers(tmp_path: Path) -> None:
+    """Two new items, one looking like the a-items and one like the b-items: every a-user's folded
+    history scores the a-like one higher, every b-user's the b-like one; through the hybrid the
+    a-like one is the first new item in an a-user's list; the factors survive a save and load."""
+    items = np.array(ITEMS + ["b6"])
+    vectors = np.vstack([make_vectors(), make_vectors()[ITEMS.index("b0")] + 0.01]).astype(np.float32)
+    train = from_events(make_events(), items)
+    factors = fit_cold_factors(train, items, vectors, factors=4)
+    scores = factors.score(train.recent)
+    a6, b6 = list(items).index("a6"), list(items).index("b6")
+    users = np.array([u[1:] for u in train.user_ids], dtype=int)
+    assert (scores[users < 10, a6] > scores[users < 10, b6]).all()
+    assert (scores[users >= 10, b6] > scores[users >= 10, a6]).all()
+    assert not scores[:, train.item_counts() > 0].any()  # warm items are left to the behaviour model
+    behaviour = make_behaviour_model("cosine").fit(train)
+    visual = VisualModel(5).build(items, items, vectors)
+    hybrid = HybridModel(1.0, cold="factors", cold_from=0).build(
+        behaviour, visual, projected_donors(train, items, vectors, donors=3, factors=4), factors)
+    a_user = int(np.flatnonzero(users < 10)[0])
+    ranked = np.argsort(-hybrid.score_histories(train.recent[a_user]), axis=1, kind="stable")[0]
+    new = [i for i in ranked if i in (a6, b6)]
+    assert new[0] == a6
+    np.savez(tmp_path / "f.npz", **factors.arrays())
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as data:
+        again = ColdFactors.from_arrays(data)
+    assert again is not None and np.array_equal(again.score(train.recent), scores)
 
 
 def test_make_behaviour_model_by_name() -> None:

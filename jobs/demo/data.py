@@ -10,8 +10,9 @@ by affinity (taste x item appeal) among the items on sale by then. A share of th
 late (cold start): nobody can have touched them before they appear. Deterministic by seed.
 
 Files written to `out_dir`: `images/<item_id>.png`, `catalog.csv` (item_id, image, category,
-title, in_stock), `events.csv` (user_id, item_id, timestamp, event) and `attributes.csv` (the
-hidden attributes and arrival time, for tests and analysis; the recommender never reads it).
+title, in_stock), `events.csv` (user_id, item_id, timestamp, event), `attributes.csv` (the
+hidden attributes and arrival time) and `shoppers.csv` (each user's tastes): the last two for tests
+and analysis (the benchmark's ceiling); the recommender never reads them.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class DemoData:
     events: Path
     attributes: Path
     images: Path
+    shoppers: Path
 
 
 def generate(out_dir: str | Path, config: DemoConfig | None = None) -> DemoData:
@@ -83,10 +85,12 @@ def generate(out_dir: str | Path, config: DemoConfig | None = None) -> DemoData:
         "title": items.colour + " " + items.pattern + " " + items["shape"],
         "in_stock": items.in_stock,
     })
-    events = make_events(items, config, rng)
-    paths = DemoData(out / "catalog.csv", out / "events.csv", out / "attributes.csv", out / "images")
+    events, shoppers = make_events(items, config, rng)
+    paths = DemoData(out / "catalog.csv", out / "events.csv", out / "attributes.csv", out / "images",
+                     out / "shoppers.csv")
     catalog.to_csv(paths.catalog, index=False)
     events.to_csv(paths.events, index=False)
+    shoppers.to_csv(paths.shoppers, index=False)
     items.drop(columns=["draw_seed"]).to_csv(paths.attributes, index=False)
     return paths
 
@@ -112,7 +116,9 @@ def make_items(config: DemoConfig, rng: np.random.Generator) -> pd.DataFrame:
     })
 
 
-def make_events(items: pd.DataFrame, config: DemoConfig, rng: np.random.Generator) -> pd.DataFrame:
+def make_events(items: pd.DataFrame, config: DemoConfig,
+                rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events, each shopper's tastes)."""
     shapes = items["shape"].to_numpy()
     colours = items.colour.to_numpy()
     patterns = items.pattern.to_numpy()
@@ -120,12 +126,14 @@ def make_events(items: pd.DataFrame, config: DemoConfig, rng: np.random.Generato
     arrival = items.arrival.to_numpy()
     appeal = items.appeal.to_numpy()
     rows: list[tuple[str, str, int, str]] = []
+    tastes: list[tuple[str, ...]] = []
     end = START + config.days * 86400
     for u in range(config.n_users):
         user = f"user{u:05d}"
         likes_shape, likes_colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
         likes_pattern = rng.choice(PATTERNS)
         likes_maker, likes_line, likes_fit = rng.choice(MAKERS), rng.choice(LINES), rng.choice(FITS)
+        tastes.append((user, likes_shape, likes_colour, likes_pattern, likes_maker, likes_line, likes_fit))
         seen = ((shapes == likes_shape) * 1.0 + (colours == likes_colour) * 1.0
                 + (patterns == likes_pattern) * 0.5)
         unseen = (makers == likes_maker) * 1.0 + (lines == likes_line) * 1.0 + (fits == likes_fit) * 0.5
@@ -150,7 +158,8 @@ def make_events(items: pd.DataFrame, config: DemoConfig, rng: np.random.Generato
                     if rng.random() < EVENT_PROBABILITIES["purchase"] * (1.5 if liked else 0.5):
                         rows.append((user, item_id, int(t + rng.uniform(30, 300)), "purchase"))
     events = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"])
-    return events.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True)
+    shoppers = pd.DataFrame(tastes, columns=["user_id", "shape", "colour", "pattern", "maker", "line", "fit"])
+    return events.sort_values(["timestamp", "user_id"], kind="stable").reset_index(drop=True), shoppers
 
 
 def draw_item(shape: str, colour: str, pattern: str, background: str, seed: int) -> Image.Image:

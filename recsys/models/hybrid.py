@@ -12,8 +12,11 @@ Cold start: an item with no events has no behaviour column. It borrows one: its 
 `cold_weight` times the average of the behaviour scores of its `donors` donors, warm items chosen either
 by image similarity (`cold="visual"`) or by a projection of its image into the behaviour space
 (`cold="projection"`, projection.py), weighted by similarity; `cold="none"` leaves it at zero, so
-only its visual part speaks for it. The donors are a sparse items x items matrix (rows: cold items).
-Nothing items^2 is stored; the blend is computed at query time.
+only its visual part speaks for it. `cold="factors"` (projection.py, `ColdFactors`) scores a cold item
+for a user directly: the user's history folded into ALS factor space, dotted with the factors its
+picture projects to, rescaled to the spread of the user's warm behaviour scores (times
+`cold_weight`); its item page still borrows from projected donors. The donors are a sparse items x
+items matrix (rows: cold items). Nothing items^2 is stored; the blend is computed at query time.
 
 Cold entry (`cold_from`): a borrowed score is a smoothed guess and almost never outranks a warm
 item's own, so cold items would never reach a short list, whatever their weight (a larger weight
@@ -33,9 +36,10 @@ import scipy.sparse as sp
 from recsys.errors import InputError
 from recsys.interactions import Interactions
 from recsys.models.base import ItemModel, NeighbourModel
+from recsys.models.projection import ColdFactors
 from recsys.sparse_ops import top_n_per_row
 
-COLD_MODES = ("none", "visual", "projection")
+COLD_MODES = ("none", "visual", "projection", "factors")
 DONORS = 20  # warm items a cold item borrows from
 MAX_COLD_WEIGHT = 10.0
 
@@ -62,6 +66,7 @@ class HybridModel(ItemModel):
         self.behaviour: NeighbourModel | None = None
         self.visual: NeighbourModel | None = None
         self.donors = sp.csr_matrix((0, 0), dtype=np.float32)
+        self.cold_factors: ColdFactors | None = None
         self.warm = np.zeros(0, dtype=bool)
 
     def params(self) -> dict[str, Any]:
@@ -69,9 +74,11 @@ class HybridModel(ItemModel):
                 "donors": self.n_donors, "cold_from": self.cold_from}
 
     def build(self, behaviour: NeighbourModel, visual: NeighbourModel,
-              projected_donors: sp.csr_matrix | None = None) -> HybridModel:
-        """`projected_donors` (rows: cold items) is needed for `cold="projection"`; without it the
-        projection falls back to visual donors."""
+              projected_donors: sp.csr_matrix | None = None,
+              cold_factors: ColdFactors | None = None) -> HybridModel:
+        """`projected_donors` (rows: cold items) is needed for `cold="projection"` and `"factors"`;
+        without them the projection falls back to visual donors. `cold_factors`: for `"factors"`
+        (without them it borrows from projected donors alone)."""
         if not np.array_equal(behaviour.item_ids, visual.item_ids):
             raise InputError("hybrid: behaviour and visual models must share one item space")
         self.behaviour, self.visual = behaviour, visual
@@ -81,12 +88,13 @@ class HybridModel(ItemModel):
         n = len(self.item_ids)
         if self.cold == "none":
             donors = sp.csr_matrix((n, n), dtype=np.float32)
-        elif self.cold == "projection" and projected_donors is not None:
+        elif self.cold in ("projection", "factors") and projected_donors is not None:
             donors = sp.csr_matrix(projected_donors, dtype=np.float32)
         else:
             donors = visual_donors(visual.similarity, self.warm)
         donors = _normalise_rows(top_n_per_row(donors, self.n_donors))  # the closest few lend
         self.donors = _rows(donors, ~self.warm) * np.float32(self.cold_weight)
+        self.cold_factors = cold_factors if self.cold == "factors" else None
         return self
 
     def fit(self, interactions: Interactions) -> HybridModel:
@@ -123,13 +131,32 @@ class HybridModel(ItemModel):
         parts = {}
         if w > 0:
             behaviour = self.behaviour.score_histories(histories)
-            if self.donors.nnz:
+            if self.cold_factors is not None:
+                behaviour = self._with_cold_factors(behaviour, histories)
+            elif self.donors.nnz:
                 behaviour = behaviour + np.asarray((self.donors @ behaviour.T).T, dtype=np.float32)
             parts["behaviour"] = (w * _scaled(behaviour)).astype(np.float32)
         if w < 1:
             visual = np.asarray((histories @ self.visual.similarity).todense(), dtype=np.float32)
             parts["visual"] = ((1 - w) * _scaled(visual)).astype(np.float32)
         return parts
+
+    def _with_cold_factors(self, behaviour: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
+        """`behaviour` with each cold item's column replaced by its factor score for the user,
+        shifted and scaled so that its spread over the cold items matches that of the user's warm
+        scores (times `cold_weight`): comparable, not a guess mapped onto the best warm score."""
+        assert self.cold_factors is not None
+        cold = ~self.warm
+        if not cold.any() or not self.warm.any():
+            return behaviour
+        guess = self.cold_factors.score(histories)[:, cold]
+        warm = behaviour[:, self.warm]
+        spread = np.maximum(guess.std(axis=1, keepdims=True), 1e-12)
+        z = (guess - guess.mean(axis=1, keepdims=True)) / spread
+        out = behaviour.copy()
+        centre, scale = warm.mean(axis=1, keepdims=True), warm.std(axis=1, keepdims=True)
+        out[:, cold] = centre + self.cold_weight * z * scale
+        return out
 
     # -- items -------------------------------------------------------------------------------
     def similar_items(self, item_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -5,18 +5,26 @@ events teach the map (image vector -> factors); an item without events is projec
 picture alone, and its donors are the warm items whose factors lie nearest the projection (cosine,
 top `donors`, weights summing to 1). The hybrid scores a cold item with its donors' behaviour
 (hybrid.py, `cold="projection"`).
+
+`ColdFactors` goes one step further (hybrid.py, `cold="factors"`): a user's history is folded into
+the same factor space (the ALS fold-in), and a cold item scores the dot product of that user factor
+with the item's projected factors, so a new item is ranked for this user by what its picture
+predicts about who buys it, not through a few donors. The ridge strength is chosen by K-fold
+cross-validation over the warm items (the events alone, never a test split).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from embeddings.vectors import l2_normalize
 from recsys.interactions import Interactions
-from recsys.models.implicit_models import AlsModel
+from recsys.models.implicit_models import AlsModel, weigh
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +82,74 @@ def projected_donors(train: Interactions, vector_ids: np.ndarray, vectors: np.nd
     matrix.eliminate_zeros()
     log.info("projection: %d warm items teach, %d cold items projected", int(teach.sum()), int(ask.sum()))
     return matrix
+
+
+ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0)  # ridge strengths cross-validated over the warm items
+FOLDS = 5
+
+
+@dataclass
+class ColdFactors:
+    """User fold-in and projected item factors: `score` ranks cold items for a history."""
+
+    fold: np.ndarray  # (factors, n_items): a history times fold.T is the user's factor vector
+    item_factors: np.ndarray  # (n_items, factors): projected from the image; zero rows for warm items
+    weighting: str = "binary"  # how a history's weights enter the fold-in (as the ALS model's)
+
+    def score(self, histories: sp.csr_matrix) -> np.ndarray:
+        """(users, n_items): each user's factor dotted with each cold item's projected factors (0
+        for warm items)."""
+        users = np.asarray(weigh(sp.csr_matrix(histories, dtype=np.float32), self.weighting) @ self.fold.T,
+                           dtype=np.float32)
+        return users @ self.item_factors.T
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"cold_fold": self.fold, "cold_item_factors": self.item_factors,
+                "cold_weighting": np.array(self.weighting)}
+
+    @classmethod
+    def from_arrays(cls, data: Any) -> ColdFactors | None:
+        if "cold_fold" not in data:
+            return None
+        return cls(np.asarray(data["cold_fold"], np.float32),
+                   np.asarray(data["cold_item_factors"], np.float32), str(data["cold_weighting"]))
+
+
+def fit_cold_factors(train: Interactions, vector_ids: np.ndarray, vectors: np.ndarray, factors: int = 64,
+                     regularization: float = 0.5) -> ColdFactors:
+    """ALS on `train`, then a ridge map from image vectors to the factors of the warm items, its
+    strength chosen by cross-validation over them; cold items (no events) get projected factors."""
+    n = len(train.item_ids)
+    space = {item: i for i, item in enumerate(train.item_ids)}
+    position = np.array([space.get(str(item), -1) for item in vector_ids], dtype=np.int64)
+    has_vector = position >= 0
+    warm = train.item_counts() > 0
+    als = AlsModel(factors=factors, regularization=regularization).fit(train)
+    y = als.item_factors.astype(np.float64)
+    fold = np.linalg.solve(y.T @ y + regularization * np.eye(factors), y.T).astype(np.float32)
+    projected = np.zeros((n, factors), np.float32)
+    teach = has_vector & warm[np.maximum(position, 0)]
+    ask = has_vector & ~warm[np.maximum(position, 0)]
+    if teach.sum() >= 2 * FOLDS and ask.any():
+        x, target = vectors[teach], y[position[teach]]
+        alpha = _cross_validated_alpha(x, target)
+        projected[position[ask]] = ImageToBehaviour(alpha).fit(x, target).predict(vectors[ask])
+        log.info("cold factors: ridge alpha %g (cross-validated over %d warm items), %d cold items",
+                 alpha, int(teach.sum()), int(ask.sum()))
+    return ColdFactors(fold, projected, "raw")  # histories enter as they are: recency and event weights count
+
+
+def _cross_validated_alpha(x: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
+    """The ridge strength whose held-out predictions point closest to the true factors (mean cosine)."""
+    folds = np.random.default_rng(seed).permutation(len(x)) % FOLDS
+    best, best_alpha = -np.inf, ALPHAS[0]
+    for alpha in ALPHAS:
+        cosines = []
+        for f in range(FOLDS):
+            guess = ImageToBehaviour(alpha).fit(x[folds != f], y[folds != f]).predict(x[folds == f])
+            truth = l2_normalize(y[folds == f].astype(np.float32))
+            cosines.append(np.sum(l2_normalize(guess) * truth, axis=1))
+        score = float(np.mean(np.concatenate(cosines)))
+        if score > best:
+            best, best_alpha = score, alpha
+    return best_alpha
