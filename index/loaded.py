@@ -33,6 +33,10 @@ EXACT_MAX_FLOATS = 1 << 20  # a filter leaving items x dim at most this: exact s
 # Below this share of the items, an ID-selector search of an approximate index loses too many of the
 # true neighbours (IVF probes lists that hold few allowed items): exact search up to BRUTE_FORCE_MAX.
 SELECTOR_MIN_SHARE = 0.05
+# Exactly searched masks whose rows' vectors are kept as float32 (the stored vectors may be float16,
+# and converting a few thousand rows costs more than the search), each at most SUBSET_VECTORS_MAX bytes.
+SUBSET_VECTORS_CACHE = 8
+SUBSET_VECTORS_MAX = 16 << 20
 
 
 class LoadedIndex:
@@ -68,6 +72,7 @@ class LoadedIndex:
         self._ivf = faiss.try_extract_index_ivf(index)
         # (kind, id(mask)) -> (mask, its rows or its FAISS selector), for recsys.filters' read-only masks
         self._subsets: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(2 * SUBSET_CACHE)
+        self._subset_vectors: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(SUBSET_VECTORS_CACHE)
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -191,24 +196,26 @@ class LoadedIndex:
         if allowed is None:
             return self._search_filtered(q, k, banned, None)
         rows = self._subset(allowed)
+        # positions in `rows` of the banned rows it holds (rows are sorted): most often none
+        dropped = np.empty(0, dtype=np.int64)
         if banned:
             banned_rows = np.fromiter(banned, dtype=np.int64, count=len(banned))
-            shown = rows[~np.isin(rows, banned_rows)]
-        else:
-            shown = rows
+            at = np.minimum(np.searchsorted(rows, banned_rows), max(len(rows) - 1, 0))
+            dropped = at[rows[at] == banned_rows] if len(rows) else dropped
+        shown = len(rows) - len(dropped)
         if len(rows) * self.dim <= EXACT_MAX_FLOATS or (
                 len(rows) < SELECTOR_MIN_SHARE * len(self) and len(rows) <= BRUTE_FORCE_MAX):
-            return self._exact_among(q, shown, k)
+            return self._exact_in_subset(q, allowed, rows, dropped, k)
         selector = self._selector(allowed, rows)
         if selector is not None:
             D, found = self._search_rows(q[None, :], min(k + len(banned), len(rows)),
                                          self._selector_params(selector, k + len(banned)))
             hits = [(self._item_ids[r], float(d)) for r, d in zip(found[0].tolist(), D[0].tolist())
                     if r >= 0 and r not in banned][:k]
-            if len(hits) >= min(k, len(shown)):
+            if len(hits) >= min(k, shown):
                 return hits
-        if len(shown) <= BRUTE_FORCE_MAX:
-            return self._exact_among(q, shown, k)
+        if shown <= BRUTE_FORCE_MAX:
+            return self._exact_in_subset(q, allowed, rows, dropped, k)
         edited = np.array(allowed, dtype=bool)
         edited[list(banned)] = False
         return self._search_filtered(q, k, banned, edited)
@@ -272,15 +279,30 @@ class LoadedIndex:
 
         return self._kept(("selector", allowed), build)
 
-    def _kept(self, key: tuple[str, np.ndarray], make: Callable[[], Any]) -> Any:
+    def _kept(self, key: tuple[str, np.ndarray], make: Callable[[], Any],
+              cache: LockedLRU[tuple[np.ndarray, Any]] | None = None) -> Any:
         """`make()` for (kind, mask), kept per read-only mask (holding the mask pins its id)."""
         kind, allowed = key
         if allowed.flags.writeable:
             return make()
-        hit = self._subsets.get((kind, id(allowed)))
+        cache = self._subsets if cache is None else cache
+        hit = cache.get((kind, id(allowed)))
         if hit is not MISSING and hit[0] is allowed:
             return hit[1]
-        return self._subsets.put((kind, id(allowed)), (allowed, make()))[1]
+        return cache.put((kind, id(allowed)), (allowed, make()))[1]
+
+    def _exact_in_subset(self, q: np.ndarray, allowed: np.ndarray, rows: np.ndarray, dropped: np.ndarray,
+                         k: int) -> list[tuple[str, float]]:
+        """`_exact_among` the mask's rows but those at positions `dropped`, reading their vectors
+        as float32 from a copy kept per read-only mask where it is small enough. The scores are
+        the same bits as `_exact_among`'s: the same float32 rows in the same order."""
+        if len(rows) * self.dim * 4 > SUBSET_VECTORS_MAX:
+            return self._exact_among(q, np.delete(rows, dropped) if len(dropped) else rows, k)
+        vectors = self._kept(("vectors", allowed), lambda: np.asarray(self.vectors[rows], dtype=np.float32),
+                             self._subset_vectors)
+        if len(dropped):
+            rows, vectors = np.delete(rows, dropped), np.delete(vectors, dropped, axis=0)
+        return self._exact_scored(q, vectors, rows, k)
 
     def _selector_params(self, selector: faiss.IDSelector, k: int) -> faiss.SearchParameters:
         if self._hnsw is not None:
@@ -314,7 +336,14 @@ class LoadedIndex:
     def _exact_among(self, q: np.ndarray, candidates: np.ndarray, k: int) -> list[tuple[str, float]]:
         if len(candidates) == 0:
             return []
-        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ np.asarray(q, dtype=np.float32)
+        return self._exact_scored(q, np.asarray(self.vectors[candidates], dtype=np.float32), candidates, k)
+
+    def _exact_scored(self, q: np.ndarray, vectors: np.ndarray, candidates: np.ndarray,
+                      k: int) -> list[tuple[str, float]]:
+        """The k best `candidates` (rows) by cosine to `q`, `vectors` being their float32 vectors."""
+        if len(candidates) == 0:
+            return []
+        scores = vectors @ np.asarray(q, dtype=np.float32)
         if len(scores) > max(k, 2048):  # argpartition first; small sets sort stably (ties keep row order)
             part = np.argpartition(-scores, k - 1)[:k]
             top = part[np.argsort(-scores[part], kind="stable")]

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from recsys.api import errors
-from recsys.api.fastpath import FastSimilarMiddleware
+from recsys.api.fastpath import FastPathMiddleware
 from recsys.api.limits import BodyLimitMiddleware
 from recsys.api.metrics import Metrics, MetricsMiddleware
 from recsys.api.reload import ServingState
@@ -68,9 +68,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.mount("/ui/static", ui.static_files(), name="ui-static")
 
-    # Innermost first: the GET similar fast path, CORS (only when origins are configured), body
-    # caps, then metrics outermost so that refused and fast requests are counted too.
-    app.add_middleware(FastSimilarMiddleware, state=app.state.serving)
+    # Innermost first: the fast path (GET similar, POST /v1/recommend), CORS (only when origins are
+    # configured), body caps, then metrics outermost so that refused and fast requests are counted too.
+    if settings.fast_path:
+        app.add_middleware(FastPathMiddleware, state=app.state)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])

@@ -31,6 +31,9 @@ class Settings:
     # answers for more than cache_max_k items are not kept.
     cache_max_bytes: int = 256 * MIB
     cache_max_k: int = 100
+    # GET similar and POST /v1/recommend answered before routing (recsys/api/fastpath.py); off,
+    # every request takes its FastAPI route (the reference the tests compare the fast path with).
+    fast_path: bool = True
 
     @classmethod
     def from_env(cls, store: Path | str, **overrides: object) -> Settings:
