@@ -320,7 +320,8 @@ class LoadedIndex:
             D, found = self._search_rows(xq, fetch)
             hits = found[0] >= 0
             rows = found[0][hits]
-            ok = ~np.isin(rows, list(banned))
+            # a few banned rows among a few dozen hits: a set lookup each costs less than np.isin
+            ok = np.fromiter((r not in banned for r in rows.tolist()), dtype=bool, count=len(rows))
             if allowed is not None:
                 ok &= allowed[rows]
             if ok.sum() >= k or fetch >= len(self):
