@@ -73,6 +73,7 @@ class LoadedIndex:
         # (kind, id(mask)) -> (mask, its rows or its FAISS selector), for recsys.filters' read-only masks
         self._subsets: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(2 * SUBSET_CACHE)
         self._subset_vectors: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(SUBSET_VECTORS_CACHE)
+        self._params: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(SUBSET_CACHE)
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -175,6 +176,19 @@ class LoadedIndex:
         if k > width and not complete:
             return None
         ids = self._id_list
+        if allowed is not None or len(banned) > 1:
+            # a filter's mask: which of the list it allows, at once, before building any pair
+            found = neighbours[row]
+            ok = found >= 0
+            ok[ok] = found[ok] != row
+            if allowed is not None:
+                ok[ok] = allowed[found[ok]]
+            for b in banned:
+                ok &= found != b
+            take = np.flatnonzero(ok)[:k]
+            if len(take) < k and not complete:
+                return None
+            return list(zip([ids[r] for r in found[take].tolist()], scores[row][take].tolist()))
         pairs = []
         for r, score in zip(neighbours[row].tolist(), scores[row].tolist()):
             if r >= 0 and r != row and r not in banned and (allowed is None or allowed[r]):
@@ -209,7 +223,7 @@ class LoadedIndex:
         selector = self._selector(allowed, rows)
         if selector is not None:
             D, found = self._search_rows(q[None, :], min(k + len(banned), len(rows)),
-                                         self._selector_params(selector, k + len(banned)))
+                                         self._selector_params(allowed, selector, k + len(banned)))
             hits = [(self._item_ids[r], float(d)) for r, d in zip(found[0].tolist(), D[0].tolist())
                     if r >= 0 and r not in banned][:k]
             if len(hits) >= min(k, shown):
@@ -237,7 +251,8 @@ class LoadedIndex:
             if len(rows) <= BRUTE_FORCE_MAX:
                 D, found = self._exact_many(xq, k, rows)
             elif (selector := self._selector(allowed, rows)) is not None:
-                D, found = self._search_rows(xq, min(k, len(rows)), self._selector_params(selector, k))
+                params = self._selector_params(allowed, selector, k)
+                D, found = self._search_rows(xq, min(k, len(rows)), params)
             else:
                 return None
         ids = self._id_list
@@ -304,13 +319,23 @@ class LoadedIndex:
             rows, vectors = np.delete(rows, dropped), np.delete(vectors, dropped, axis=0)
         return self._exact_scored(q, vectors, rows, k)
 
-    def _selector_params(self, selector: faiss.IDSelector, k: int) -> faiss.SearchParameters:
+    def _selector_params(self, allowed: np.ndarray, selector: faiss.IDSelector,
+                         k: int) -> faiss.SearchParameters:
+        """Search parameters around a mask's selector, kept like the selector (FAISS only reads them)."""
         if self._hnsw is not None:
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self._hnsw.hnsw.efSearch, 2 * k))
+            kind: tuple = ("params", "hnsw", max(self._hnsw.hnsw.efSearch, 2 * k))
         else:
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._ivf.nprobe)
-        params.keep_alive = selector  # the search reads the selector: it must outlive the search
-        return params
+            kind = ("params", "ivf", self._ivf.nprobe)
+
+        def build() -> faiss.SearchParameters:
+            if kind[1] == "hnsw":
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=kind[2])
+            else:
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=kind[2])
+            params.keep_alive = selector  # the search reads the selector: it must outlive the search
+            return params
+
+        return self._kept((kind, allowed), build, self._params)  # type: ignore[arg-type]
 
     def _search_filtered(self, q: np.ndarray, k: int, banned: set[int], allowed: np.ndarray | None) -> list:
         share = 1.0 if allowed is None else max(allowed.mean(), 1e-9)

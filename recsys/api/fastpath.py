@@ -13,6 +13,7 @@ request the fast path declines costs its parsing twice; a 4xx answer is not the 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -37,6 +38,10 @@ MAX_ID_LENGTH = 512  # as the route's path parameter allows
 TEXT_LIMITS = {"exclude": 20_000, "category": 200, "filter": 20_000, "group_by": 200}
 EXCLUDE_MAX = 1000  # ids in a POST body's exclude list
 FAST_BODY_MAX = 64 * 1024  # larger POST bodies go to the route
+# Parsed query strings kept, each at most QUERY_KEPT_MAX bytes: a shop's pages send the same few
+# parameter sets for every item (the item id is in the path).
+QUERIES_KEPT = 1024
+QUERY_KEPT_MAX = 4096
 # A diversity the route's float parsing reads the same way (float() and pydantic agree on these).
 PLAIN_NUMBER = re.compile(r"[0-9]{0,3}(\.[0-9]{0,17})?")
 SESSION_FIELDS = frozenset(SessionRequest.model_fields)
@@ -91,7 +96,7 @@ class FastPathMiddleware:
         """GET similar's answer bytes, or None to leave the request to the FastAPI route."""
         if not item_id or len(item_id) > MAX_ID_LENGTH:
             return None
-        parsed = _similar_query(query)
+        parsed = _kept_query(query) if len(query) <= QUERY_KEPT_MAX else _similar_query(query)
         if parsed is None:
             return None
         k, mode, shop = parsed
@@ -170,6 +175,9 @@ def _similar_query(query: bytes) -> tuple[int, str, ShopParams | None] | None:
     shop = ShopParams(lookup.parse_exclude(values.get("exclude")), values.get("category"),
                       values.get("filter"), values.get("group_by"), diversity)
     return int(raw_k), mode, shop
+
+
+_kept_query = functools.lru_cache(maxsize=QUERIES_KEPT)(_similar_query)
 
 
 def _session_fields(fields: Any) -> tuple[list[str], list[str], int, str, ShopParams] | None:
