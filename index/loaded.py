@@ -74,6 +74,7 @@ class LoadedIndex:
         self._subsets: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(2 * SUBSET_CACHE)
         self._subset_vectors: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(SUBSET_VECTORS_CACHE)
         self._params: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(SUBSET_CACHE)
+        self._wide: LockedLRU[faiss.SearchParameters] = LockedLRU(SUBSET_CACHE)  # k -> HNSW parameters
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -382,7 +383,9 @@ class LoadedIndex:
         """FAISS search giving item rows (-1: none), with exact scores for compressed indexes."""
         if params is None and self._hnsw is not None and k > self._hnsw.hnsw.efSearch:
             # HNSW finds at most about efSearch results: widen the search for long lists
-            params = faiss.SearchParametersHNSW(efSearch=2 * k)
+            params = self._wide.get(k)
+            if params is MISSING:
+                params = self._wide.put(k, faiss.SearchParametersHNSW(efSearch=2 * k))
         D, fids = self.index.search(xq, k, params=params)
         rows = np.full(fids.shape, -1, dtype=np.int64)
         found = fids >= 0

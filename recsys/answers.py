@@ -590,9 +590,10 @@ class Answers:
             found = answer.ids()
             # the results' vectors in one read (a row of a memory map at a time costs more)
             found_vectors = np.asarray(self.index.vectors[[self.row_of[i] for i in found]], dtype=np.float32)
-            for vector in found_vectors:
-                cosines = vectors @ vector
-                extras.append({"because": [pos_ids[j] for j in np.argsort(-cosines, kind="stable")[:3]]})
+            if len(found):
+                cosines = np.stack([vectors @ vector for vector in found_vectors])  # (results, positives)
+                for order in np.argsort(-cosines, axis=1, kind="stable")[:, :3].tolist():
+                    extras.append({"because": [pos_ids[j] for j in order]})
             answer.extras = extras
             return answer
         pos = [p for p in (self._position(i) for i in dict.fromkeys(positive)) if p is not None]
