@@ -56,7 +56,10 @@ class LoadedIndex:
         self.index = index
         self.items = items.reset_index(drop=True)
         self.fids = fids
-        self.vectors = vectors
+        # A plain array view of the memory-mapped vectors, like the lists below: np.memmap's
+        # indexing costs microseconds more per read.
+        self.vectors = np.asarray(vectors)
+        self._count = len(items)
         # Plain array views of the memory-mapped lists: each row of an np.memmap costs ~2.5 us more.
         self.neighbours = None if neighbours is None else np.asarray(neighbours)
         self.neighbour_scores = None if neighbour_scores is None else np.asarray(neighbour_scores)
@@ -103,7 +106,7 @@ class LoadedIndex:
 
     # -- items ---------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self.items)
+        return self._count
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self._row_of_item
@@ -149,12 +152,19 @@ class LoadedIndex:
         items, else by `nearest` (a filtered search that never comes back short).
         """
         row = self.row(item_id)
-        if k < 1:
-            raise InputError(f"k must be at least 1, got {k}")
-        banned = {row} | {self._row_of_item.get_loc(e) for e in exclude if e in self._row_of_item}
+        banned = {self._row_of_item.get_loc(e) for e in exclude if e in self._row_of_item}
         if where is not None:
             mask = np.array(where(self.items), dtype=bool)
             allowed = mask if allowed is None else mask & allowed
+        return self.similar_to_row(row, k, banned, allowed)
+
+    def similar_to_row(self, row: int, k: int, banned: Collection[int] = (),
+                       allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """`similar` for the item in `row`, leaving out the `banned` rows (callers that already
+        know the rows: recsys.answers)."""
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        banned = {row, *banned}
         if allowed is not None and allowed.shape != (len(self),):
             raise InputError(f"the filter mask must hold one boolean per item ({len(self)}), "
                              f"got {allowed.shape}")

@@ -296,7 +296,9 @@ class Answers:
         allowed = self._allowed(constraints, stock)
         exclude = constraints.exclude if exclude is None else tuple(exclude)
         k = min(k, len(self))
-        found = self.index.similar(item_id, k, exclude=exclude, allowed=allowed)
+        row_of = self.row_of
+        banned = [row_of[e] for e in exclude if e in row_of]
+        found = self.index.similar_to_row(row_of[item_id], k, banned, allowed)
         return [(str(i), float(s), "visual") for i, s in found]
 
     def _blended(self, item_id: str, k: int, mode: str, constraints: Constraints,

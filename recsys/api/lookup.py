@@ -2,10 +2,12 @@
 routes: constraints, cache, answer, JSON. What comes back is decided by `recsys.answers`; this
 module only picks where to call it and keeps finished results per version in a small LRU, as bytes.
 
-Where: image-similarity answers (stored lists, filtered searches, sessions) cost well under a
-millisecond to a few (exact scans are capped at index.loaded.BRUTE_FORCE_MAX rows), less than the
-hop to a worker thread and back costs under load, so they run on the event loop; behaviour and
-hybrid answers (dense scores over every item the models know) run in worker threads.
+Where: a bounded image-similarity answer (a filtered search or a session of at most INLINE_K_MAX
+items, neither grouped nor diversified, over at most INLINE_ITEMS_MAX items) costs well under a
+millisecond, less than the hop to a worker thread and back under load, so it runs on the event
+loop. Everything else (behaviour and hybrid models scoring every item they know, group_by and
+diversity, which may widen the search many times, long answers, large catalogues whose exact
+scans under a filter are longer) runs in worker threads, where it cannot hold up the loop.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from recsys.errors import InputError, UnknownItem
 from recsys.filters import Filter, parse_filter
 
 FILTER_TEXTS = 256  # parsed `filter` query strings kept (each at most 20,000 characters)
+INLINE_K_MAX = 100
+INLINE_ITEMS_MAX = 250_000
 _filters: LockedLRU[Filter | None] = LockedLRU(FILTER_TEXTS)
 
 
@@ -57,10 +61,10 @@ def _parsed_filter(text: str) -> Filter | None:
     return parsed  # type: ignore[return-value]
 
 
-def runs_inline(snapshot: Snapshot, mode: str) -> bool:
-    """Whether an answer in this mode is computed on the event loop (image similarity) rather
-    than in a worker thread (behaviour and hybrid models)."""
-    return snapshot.answers.answering_mode(mode)[0] == "visual"
+def runs_inline(snapshot: Snapshot, mode: str, k: int, constraints: Constraints) -> bool:
+    """Whether this answer is computed on the event loop rather than in a worker thread (see above)."""
+    return (k <= INLINE_K_MAX and not constraints.arranges and len(snapshot) <= INLINE_ITEMS_MAX
+            and snapshot.answers.answering_mode(mode)[0] == "visual")
 
 
 def _key(item_id: str, k: int, mode: str, constraints: Constraints) -> tuple:
@@ -110,7 +114,7 @@ async def similar_answer(snapshot: Snapshot, item_id: str, k: int, mode: str, co
                        code="unknown_item")
     results = quick_results(snapshot, item_id, k, mode, constraints)
     if results is None:
-        if runs_inline(snapshot, mode):
+        if runs_inline(snapshot, mode, k, constraints):
             results = similar_results(snapshot, item_id, k, mode, constraints)
         else:
             results = await anyio.to_thread.run_sync(
@@ -126,7 +130,7 @@ async def session_answer(snapshot: Snapshot, positive: list[str], negative: list
     if all(i in unknown for i in positive):
         raise ApiError(404, f"no positive item is known to version {snapshot.version}", code="unknown_item",
                        unknown=unknown)
-    if runs_inline(snapshot, mode):
+    if runs_inline(snapshot, mode, k, constraints):
         return _session(snapshot, positive, negative, k, mode, constraints, unknown)
     return await anyio.to_thread.run_sync(_session, snapshot, positive, negative, k, mode, constraints,
                                           unknown, limiter=limiter)
