@@ -225,7 +225,7 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
     if not args.shop_only:
         report = _report(args, rows, reloads, first, load_s, build_s)
         write_section(args.out, SECTION, report)
-        print(report)
+        print(report + "\n")
     report = _shop_report(args, shop)
     write_section(args.out, SHOP_SECTION, report)
     print(report)
