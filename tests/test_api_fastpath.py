@@ -17,8 +17,10 @@ pytest_plugins = ["tests.api_support"]
 
 SIMILAR = "/v1/items/{}/similar"
 CHEAP = json.dumps({"price": {"lt": 20}})
-# Query strings as clients send them (already encoded), each a shop-grade request the fast path takes.
+# Query strings as clients send them (already encoded), each a request the fast path takes.
 SHOP_QUERIES = [
+    "",  # plain: stored lists, or computed where rules or behaviour models answer
+    "k=7&mode=behaviour",
     "k=5&filter=" + json.dumps({"category": "shoes"}).replace(" ", ""),
     "k=4&filter=%7B%22category%22%3A%20%5B%22bags%22%2C%20%22hats%22%5D%7D",  # any-of, percent-encoded
     "filter=" + CHEAP.replace(" ", "+"),  # '+' is a space

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from recsys.answers import DEFAULT_MODE, K_MAX, MODES
+from recsys.answers import DEFAULT_MODE, K_MAX, MODES, NO_CONSTRAINTS
 from recsys.api import lookup
 from recsys.api.errors import ApiError
 from recsys.api.schemas import BATCH_MAX, SessionRequest
@@ -103,13 +103,13 @@ class FastPathMiddleware:
         snapshot = self.state.serving.snapshot
         if snapshot is None or not snapshot.has_item(item_id):
             return None
-        if shop is None:
-            return lookup.fast_similar(snapshot, item_id, k, mode)
-        try:
-            constraints = lookup.constraints(snapshot, shop.exclude, shop.category, shop.filter,
-                                             shop.group_by, shop.diversity)
-        except ApiError:
-            return None
+        constraints = NO_CONSTRAINTS
+        if shop is not None:
+            try:
+                constraints = lookup.constraints(snapshot, shop.exclude, shop.category, shop.filter,
+                                                 shop.group_by, shop.diversity)
+            except ApiError:
+                return None
         return await lookup.similar_answer(snapshot, item_id, k, mode, constraints, self.state.limiter)
 
     async def recommend(self, messages: list[Message]) -> bytes | None:

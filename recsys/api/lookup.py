@@ -78,12 +78,6 @@ def similar_body(snapshot: Snapshot, item_id: str, mode: str, results: bytes) ->
                          "requested_mode": mode, "note": note, "results": orjson.Fragment(results)})
 
 
-def fast_similar(snapshot: Snapshot, item_id: str, k: int, mode: str) -> bytes | None:
-    """An unconstrained answer from the cache or the stored neighbour lists, else None."""
-    results = quick_results(snapshot, item_id, k, mode, NO_CONSTRAINTS)
-    return None if results is None else similar_body(snapshot, item_id, mode, results)
-
-
 def quick_results(snapshot: Snapshot, item_id: str, k: int, mode: str,
                   constraints: Constraints) -> bytes | None:
     """The results array when it needs no live search (cache, or the stored neighbour lists for
