@@ -201,3 +201,14 @@ def test_session_bodies_the_fast_path_cannot_read_go_to_the_route(pair, fast_ans
     # over the body cap: the cap's 413 comes first, fast path or not
     big = {"positive": ["item0001"], "exclude": ["x" * 1100] * 1000}  # over 1 MiB
     assert fast.post("/v1/recommend", json=big).status_code == 413
+
+
+def test_fast_answers_are_counted_under_their_route(api_world, fast_answers) -> None:
+    with in_process_client(api_world.store) as fast:
+        fast.post("/v1/recommend", json={"positive": ["item0002"], "k": 2})
+        fast.get(SIMILAR.format("item0002") + "?filter=" + CHEAP)
+        text = fast.get("/metrics").text
+    assert fast_answers == ["/v1/recommend", SIMILAR.format("{item_id}")]
+    assert 'recsys_http_requests_total{method="POST",route="/v1/recommend",status="200"} 1.0' in text
+    assert 'recsys_http_requests_total{method="GET",route="/v1/items/{item_id}/similar",status="200"} 1.0' \
+        in text
