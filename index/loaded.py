@@ -36,7 +36,7 @@ SELECTOR_MIN_SHARE = 0.05
 # Exactly searched masks whose rows' vectors are kept as float32 (the stored vectors may be float16,
 # and converting a few thousand rows costs more than the search), each at most SUBSET_VECTORS_MAX bytes.
 SUBSET_VECTORS_CACHE = 8
-SUBSET_VECTORS_MAX = 16 << 20
+SUBSET_VECTORS_MAX = 8 << 20  # 8 masks: at most 64 MiB per loaded version
 
 
 class LoadedIndex:
