@@ -33,6 +33,10 @@ EXACT_MAX_FLOATS = 1 << 20  # a filter leaving items x dim at most this: exact s
 # Below this share of the items, an ID-selector search of an approximate index loses too many of the
 # true neighbours (IVF probes lists that hold few allowed items): exact search up to BRUTE_FORCE_MAX.
 SELECTOR_MIN_SHARE = 0.05
+# Exactly searched masks whose rows' vectors are kept as float32 (the stored vectors may be float16,
+# and converting a few thousand rows costs more than the search), each at most SUBSET_VECTORS_MAX bytes.
+SUBSET_VECTORS_CACHE = 8
+SUBSET_VECTORS_MAX = 8 << 20  # 8 masks: at most 64 MiB per loaded version
 
 
 class LoadedIndex:
@@ -52,7 +56,10 @@ class LoadedIndex:
         self.index = index
         self.items = items.reset_index(drop=True)
         self.fids = fids
-        self.vectors = vectors
+        # A plain array view of the memory-mapped vectors, like the lists below: np.memmap's
+        # indexing costs microseconds more per read.
+        self.vectors = np.asarray(vectors)
+        self._count = len(items)
         # Plain array views of the memory-mapped lists: each row of an np.memmap costs ~2.5 us more.
         self.neighbours = None if neighbours is None else np.asarray(neighbours)
         self.neighbour_scores = None if neighbour_scores is None else np.asarray(neighbour_scores)
@@ -68,6 +75,9 @@ class LoadedIndex:
         self._ivf = faiss.try_extract_index_ivf(index)
         # (kind, id(mask)) -> (mask, its rows or its FAISS selector), for recsys.filters' read-only masks
         self._subsets: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(2 * SUBSET_CACHE)
+        self._subset_vectors: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(SUBSET_VECTORS_CACHE)
+        self._params: LockedLRU[tuple[np.ndarray, Any]] = LockedLRU(SUBSET_CACHE)
+        self._wide: LockedLRU[faiss.SearchParameters] = LockedLRU(SUBSET_CACHE)  # k -> HNSW parameters
 
     @classmethod
     def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
@@ -96,7 +106,7 @@ class LoadedIndex:
 
     # -- items ---------------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self.items)
+        return self._count
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self._row_of_item
@@ -142,12 +152,19 @@ class LoadedIndex:
         items, else by `nearest` (a filtered search that never comes back short).
         """
         row = self.row(item_id)
-        if k < 1:
-            raise InputError(f"k must be at least 1, got {k}")
-        banned = {row} | {self._row_of_item.get_loc(e) for e in exclude if e in self._row_of_item}
+        banned = {self._row_of_item.get_loc(e) for e in exclude if e in self._row_of_item}
         if where is not None:
             mask = np.array(where(self.items), dtype=bool)
             allowed = mask if allowed is None else mask & allowed
+        return self.similar_to_row(row, k, banned, allowed)
+
+    def similar_to_row(self, row: int, k: int, banned: Collection[int] = (),
+                       allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """`similar` for the item in `row`, leaving out the `banned` rows (callers that already
+        know the rows: recsys.answers)."""
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        banned = {row, *banned}
         if allowed is not None and allowed.shape != (len(self),):
             raise InputError(f"the filter mask must hold one boolean per item ({len(self)}), "
                              f"got {allowed.shape}")
@@ -170,6 +187,19 @@ class LoadedIndex:
         if k > width and not complete:
             return None
         ids = self._id_list
+        if allowed is not None or len(banned) > 1:
+            # a filter's mask: which of the list it allows, at once, before building any pair
+            found = neighbours[row]
+            ok = found >= 0
+            ok[ok] = found[ok] != row
+            if allowed is not None:
+                ok[ok] = allowed[found[ok]]
+            for b in banned:
+                ok &= found != b
+            take = np.flatnonzero(ok)[:k]
+            if len(take) < k and not complete:
+                return None
+            return list(zip([ids[r] for r in found[take].tolist()], scores[row][take].tolist()))
         pairs = []
         for r, score in zip(neighbours[row].tolist(), scores[row].tolist()):
             if r >= 0 and r != row and r not in banned and (allowed is None or allowed[r]):
@@ -191,24 +221,26 @@ class LoadedIndex:
         if allowed is None:
             return self._search_filtered(q, k, banned, None)
         rows = self._subset(allowed)
+        # positions in `rows` of the banned rows it holds (rows are sorted): most often none
+        dropped = np.empty(0, dtype=np.int64)
         if banned:
             banned_rows = np.fromiter(banned, dtype=np.int64, count=len(banned))
-            shown = rows[~np.isin(rows, banned_rows)]
-        else:
-            shown = rows
+            at = np.minimum(np.searchsorted(rows, banned_rows), max(len(rows) - 1, 0))
+            dropped = at[rows[at] == banned_rows] if len(rows) else dropped
+        shown = len(rows) - len(dropped)
         if len(rows) * self.dim <= EXACT_MAX_FLOATS or (
                 len(rows) < SELECTOR_MIN_SHARE * len(self) and len(rows) <= BRUTE_FORCE_MAX):
-            return self._exact_among(q, shown, k)
+            return self._exact_in_subset(q, allowed, rows, dropped, k)
         selector = self._selector(allowed, rows)
         if selector is not None:
             D, found = self._search_rows(q[None, :], min(k + len(banned), len(rows)),
-                                         self._selector_params(selector, k + len(banned)))
+                                         self._selector_params(allowed, selector, k + len(banned)))
             hits = [(self._item_ids[r], float(d)) for r, d in zip(found[0].tolist(), D[0].tolist())
                     if r >= 0 and r not in banned][:k]
-            if len(hits) >= min(k, len(shown)):
+            if len(hits) >= min(k, shown):
                 return hits
-        if len(shown) <= BRUTE_FORCE_MAX:
-            return self._exact_among(q, shown, k)
+        if shown <= BRUTE_FORCE_MAX:
+            return self._exact_in_subset(q, allowed, rows, dropped, k)
         edited = np.array(allowed, dtype=bool)
         edited[list(banned)] = False
         return self._search_filtered(q, k, banned, edited)
@@ -230,7 +262,8 @@ class LoadedIndex:
             if len(rows) <= BRUTE_FORCE_MAX:
                 D, found = self._exact_many(xq, k, rows)
             elif (selector := self._selector(allowed, rows)) is not None:
-                D, found = self._search_rows(xq, min(k, len(rows)), self._selector_params(selector, k))
+                params = self._selector_params(allowed, selector, k)
+                D, found = self._search_rows(xq, min(k, len(rows)), params)
             else:
                 return None
         ids = self._id_list
@@ -272,23 +305,48 @@ class LoadedIndex:
 
         return self._kept(("selector", allowed), build)
 
-    def _kept(self, key: tuple[str, np.ndarray], make: Callable[[], Any]) -> Any:
+    def _kept(self, key: tuple[str, np.ndarray], make: Callable[[], Any],
+              cache: LockedLRU[tuple[np.ndarray, Any]] | None = None) -> Any:
         """`make()` for (kind, mask), kept per read-only mask (holding the mask pins its id)."""
         kind, allowed = key
         if allowed.flags.writeable:
             return make()
-        hit = self._subsets.get((kind, id(allowed)))
+        cache = self._subsets if cache is None else cache
+        hit = cache.get((kind, id(allowed)))
         if hit is not MISSING and hit[0] is allowed:
             return hit[1]
-        return self._subsets.put((kind, id(allowed)), (allowed, make()))[1]
+        return cache.put((kind, id(allowed)), (allowed, make()))[1]
 
-    def _selector_params(self, selector: faiss.IDSelector, k: int) -> faiss.SearchParameters:
+    def _exact_in_subset(self, q: np.ndarray, allowed: np.ndarray, rows: np.ndarray, dropped: np.ndarray,
+                         k: int) -> list[tuple[str, float]]:
+        """`_exact_among` the mask's rows but those at positions `dropped`, reading their vectors
+        as float32 from a copy kept per read-only mask where it is small enough. The scores are
+        the same bits as `_exact_among`'s: the same float32 rows in the same order."""
+        if len(rows) * self.dim * 4 > SUBSET_VECTORS_MAX:
+            return self._exact_among(q, np.delete(rows, dropped) if len(dropped) else rows, k)
+        vectors = self._kept(("vectors", allowed), lambda: np.asarray(self.vectors[rows], dtype=np.float32),
+                             self._subset_vectors)
+        if len(dropped):
+            rows, vectors = np.delete(rows, dropped), np.delete(vectors, dropped, axis=0)
+        return self._exact_scored(q, vectors, rows, k)
+
+    def _selector_params(self, allowed: np.ndarray, selector: faiss.IDSelector,
+                         k: int) -> faiss.SearchParameters:
+        """Search parameters around a mask's selector, kept like the selector (FAISS only reads them)."""
         if self._hnsw is not None:
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self._hnsw.hnsw.efSearch, 2 * k))
+            kind: tuple = ("params", "hnsw", max(self._hnsw.hnsw.efSearch, 2 * k))
         else:
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=self._ivf.nprobe)
-        params.keep_alive = selector  # the search reads the selector: it must outlive the search
-        return params
+            kind = ("params", "ivf", self._ivf.nprobe)
+
+        def build() -> faiss.SearchParameters:
+            if kind[1] == "hnsw":
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=kind[2])
+            else:
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=kind[2])
+            params.keep_alive = selector  # the search reads the selector: it must outlive the search
+            return params
+
+        return self._kept((kind, allowed), build, self._params)  # type: ignore[arg-type]
 
     def _search_filtered(self, q: np.ndarray, k: int, banned: set[int], allowed: np.ndarray | None) -> list:
         share = 1.0 if allowed is None else max(allowed.mean(), 1e-9)
@@ -298,7 +356,8 @@ class LoadedIndex:
             D, found = self._search_rows(xq, fetch)
             hits = found[0] >= 0
             rows = found[0][hits]
-            ok = ~np.isin(rows, list(banned))
+            # a few banned rows among a few dozen hits: a set lookup each costs less than np.isin
+            ok = np.fromiter((r not in banned for r in rows.tolist()), dtype=bool, count=len(rows))
             if allowed is not None:
                 ok &= allowed[rows]
             if ok.sum() >= k or fetch >= len(self):
@@ -314,7 +373,14 @@ class LoadedIndex:
     def _exact_among(self, q: np.ndarray, candidates: np.ndarray, k: int) -> list[tuple[str, float]]:
         if len(candidates) == 0:
             return []
-        scores = np.asarray(self.vectors[candidates], dtype=np.float32) @ np.asarray(q, dtype=np.float32)
+        return self._exact_scored(q, np.asarray(self.vectors[candidates], dtype=np.float32), candidates, k)
+
+    def _exact_scored(self, q: np.ndarray, vectors: np.ndarray, candidates: np.ndarray,
+                      k: int) -> list[tuple[str, float]]:
+        """The k best `candidates` (rows) by cosine to `q`, `vectors` being their float32 vectors."""
+        if len(candidates) == 0:
+            return []
+        scores = vectors @ np.asarray(q, dtype=np.float32)
         if len(scores) > max(k, 2048):  # argpartition first; small sets sort stably (ties keep row order)
             part = np.argpartition(-scores, k - 1)[:k]
             top = part[np.argsort(-scores[part], kind="stable")]
@@ -327,7 +393,9 @@ class LoadedIndex:
         """FAISS search giving item rows (-1: none), with exact scores for compressed indexes."""
         if params is None and self._hnsw is not None and k > self._hnsw.hnsw.efSearch:
             # HNSW finds at most about efSearch results: widen the search for long lists
-            params = faiss.SearchParametersHNSW(efSearch=2 * k)
+            params = self._wide.get(k)
+            if params is MISSING:
+                params = self._wide.put(k, faiss.SearchParametersHNSW(efSearch=2 * k))
         D, fids = self.index.search(xq, k, params=params)
         rows = np.full(fids.shape, -1, dtype=np.int64)
         found = fids >= 0

@@ -296,7 +296,9 @@ class Answers:
         allowed = self._allowed(constraints, stock)
         exclude = constraints.exclude if exclude is None else tuple(exclude)
         k = min(k, len(self))
-        found = self.index.similar(item_id, k, exclude=exclude, allowed=allowed)
+        row_of = self.row_of
+        banned = [row_of[e] for e in exclude if e in row_of]
+        found = self.index.similar_to_row(row_of[item_id], k, banned, allowed)
         return [(str(i), float(s), "visual") for i, s in found]
 
     def _blended(self, item_id: str, k: int, mode: str, constraints: Constraints,
@@ -591,9 +593,13 @@ class Answers:
             answer = self._finish(self._answer(rows, used, mode, note), moved)
             pos_ids = [self.item_ids[r] for r in pos]
             extras = []
-            for item_id in answer.ids():
-                cosines = vectors @ np.asarray(self.index.vectors[self.row_of[item_id]], dtype=np.float32)
-                extras.append({"because": [pos_ids[j] for j in np.argsort(-cosines, kind="stable")[:3]]})
+            found = answer.ids()
+            # the results' vectors in one read (a row of a memory map at a time costs more)
+            found_vectors = np.asarray(self.index.vectors[[self.row_of[i] for i in found]], dtype=np.float32)
+            if len(found):
+                cosines = np.stack([vectors @ vector for vector in found_vectors])  # (results, positives)
+                for order in np.argsort(-cosines, axis=1, kind="stable")[:, :3].tolist():
+                    extras.append({"because": [pos_ids[j] for j in order]})
             answer.extras = extras
             return answer
         pos = [p for p in (self._position(i) for i in dict.fromkeys(positive)) if p is not None]

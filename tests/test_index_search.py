@@ -156,3 +156,31 @@ def test_filtered_search_through_an_id_selector_is_never_short(built, tmp_path, 
     few = np.zeros(N, dtype=bool)
     few[[3, 9, 27]] = True
     assert [i for i, _ in index.similar(ids[5], 10, allowed=few)] == exact(vectors, ids, 5, 10, few)
+
+
+def test_read_only_masks_answer_like_writable_ones(built) -> None:
+    # recsys.filters hands out read-only masks: the index keeps their rows, float32 vectors and
+    # search parameters. A writable mask is never kept. Both must give the same answers, bit for
+    # bit, whether the stored lists, an exact scan or a selector search answers; and an exact scan
+    # the same as scoring the allowed rows' stored vectors one query at a time.
+    root, ids, _, _, _, _ = built
+    rng = np.random.default_rng(3)
+    for store, lists in (("flat", False), ("flat", True), ("hnsw", True), ("hnsw", False)):
+        index = load_version(root / store)
+        if not lists:
+            index.neighbours = None
+        for share in (0.01, 0.1, 0.6):
+            mask = rng.random(N) < share
+            kept = mask.copy()
+            kept.flags.writeable = False
+            inside = np.flatnonzero(mask)
+            for row in [*rng.integers(0, N, 10).tolist(), int(inside[0])]:  # the item itself allowed too
+                exclude = [ids[int(r)] for r in inside[1:3]]
+                for k in (5, 40):
+                    got = index.similar(ids[row], k, exclude, allowed=kept)
+                    assert got == index.similar(ids[row], k, exclude, allowed=mask)
+                    if store == "flat" and not lists:  # every masked query is an exact scan
+                        shown = np.array([r for r in inside if r != row and ids[r] not in exclude])
+                        q = np.asarray(index.vectors[row], dtype=np.float32)
+                        assert got == index._exact_among(q, shown, k)
+        assert len(index._subset_vectors) > 0  # the small masks' vectors were kept

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from recsys.api import errors
-from recsys.api.fastpath import FastSimilarMiddleware
+from recsys.api.fastpath import FastPathMiddleware
 from recsys.api.health_reports import HealthGauges, HealthReports
 from recsys.api.limits import BodyLimitMiddleware
 from recsys.api.metrics import Metrics, MetricsMiddleware
@@ -76,9 +76,10 @@ def create_app(settings: Settings) -> FastAPI:
     metrics.registry.register(HealthGauges(app.state.health_reports,
                                            lambda: serving.snapshot.version if serving.snapshot else None))
 
-    # Innermost first: the GET similar fast path, CORS (only when origins are configured), body
-    # caps, then metrics outermost so that refused and fast requests are counted too.
-    app.add_middleware(FastSimilarMiddleware, state=app.state.serving)
+    # Innermost first: the fast path (GET similar, POST /v1/recommend), CORS (only when origins are
+    # configured), body caps, then metrics outermost so that refused and fast requests are counted too.
+    if settings.fast_path:
+        app.add_middleware(FastPathMiddleware, state=app.state)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])

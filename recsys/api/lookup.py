@@ -1,7 +1,13 @@
-"""Similar-item answers as the API sends them, shared by the fast path, GET and POST: cache,
-answer, JSON. What comes back is decided by `recsys.answers`; this module only picks when to
-call it (stored lists on the event loop, live searches in worker threads) and keeps finished
-results per version in a small LRU, as bytes.
+"""Similar-item and session answers as the API sends them, shared by the fast path and the
+routes: constraints, cache, answer, JSON. What comes back is decided by `recsys.answers`; this
+module only picks where to call it and keeps finished results per version in a small LRU, as bytes.
+
+Where: a bounded image-similarity answer (a filtered search or a session of at most INLINE_K_MAX
+items, neither grouped nor diversified, over at most INLINE_ITEMS_MAX items) costs well under a
+millisecond, less than the hop to a worker thread and back under load, so it runs on the event
+loop. Everything else (behaviour and hybrid models scoring every item they know, group_by and
+diversity, which may widen the search many times, long answers, large catalogues whose exact
+scans under a filter are longer) runs in worker threads, where it cannot hold up the loop.
 """
 
 from __future__ import annotations
@@ -13,10 +19,17 @@ import anyio
 import numpy as np
 import orjson
 
+from index.lru import MISSING, LockedLRU
 from recsys.answers import NO_CONSTRAINTS, Constraints
 from recsys.api.errors import ApiError
 from recsys.api.serving import Snapshot
-from recsys.errors import InputError
+from recsys.errors import InputError, UnknownItem
+from recsys.filters import Filter, parse_filter
+
+FILTER_TEXTS = 256  # parsed `filter` query strings kept (each at most 20,000 characters)
+INLINE_K_MAX = 100
+INLINE_ITEMS_MAX = 250_000
+_filters: LockedLRU[Filter | None] = LockedLRU(FILTER_TEXTS)
 
 
 def parse_exclude(raw: str | None) -> tuple[str, ...]:
@@ -31,11 +44,27 @@ def constraints(snapshot: Snapshot, exclude: Iterable[str] = (), category: str |
     """The request's constraints, checked against the serving version's catalogue: a malformed
     filter or an unknown column is a 422 naming it."""
     try:
+        if isinstance(filter, str):
+            filter = _parsed_filter(filter)
         result = Constraints.of(exclude, category, filter=filter, group_by=group_by, diversity=diversity)
         snapshot.answers.check(result)
     except InputError as exc:
         raise ApiError(422, str(exc), code="invalid_request") from None
     return result
+
+
+def _parsed_filter(text: str) -> Filter | None:
+    """parse_filter, kept per text: a shop's pages send the same few filters again and again."""
+    parsed = _filters.get(text)
+    if parsed is MISSING:
+        parsed = _filters.put(text, parse_filter(text))  # InputError: not kept
+    return parsed  # type: ignore[return-value]
+
+
+def runs_inline(snapshot: Snapshot, mode: str, k: int, constraints: Constraints) -> bool:
+    """Whether this answer is computed on the event loop rather than in a worker thread (see above)."""
+    return (k <= INLINE_K_MAX and not constraints.arranges and len(snapshot) <= INLINE_ITEMS_MAX
+            and snapshot.answers.answering_mode(mode)[0] == "visual")
 
 
 def _key(item_id: str, k: int, mode: str, constraints: Constraints) -> tuple:
@@ -47,12 +76,6 @@ def similar_body(snapshot: Snapshot, item_id: str, mode: str, results: bytes) ->
     used, note = snapshot.answers.answering_mode(mode)
     return orjson.dumps({"item_id": item_id, "version": snapshot.version, "mode": used,
                          "requested_mode": mode, "note": note, "results": orjson.Fragment(results)})
-
-
-def fast_similar(snapshot: Snapshot, item_id: str, k: int, mode: str) -> bytes | None:
-    """An unconstrained answer from the cache or the stored neighbour lists, else None."""
-    results = quick_results(snapshot, item_id, k, mode, NO_CONSTRAINTS)
-    return None if results is None else similar_body(snapshot, item_id, mode, results)
 
 
 def quick_results(snapshot: Snapshot, item_id: str, k: int, mode: str,
@@ -85,9 +108,38 @@ async def similar_answer(snapshot: Snapshot, item_id: str, k: int, mode: str, co
                        code="unknown_item")
     results = quick_results(snapshot, item_id, k, mode, constraints)
     if results is None:
-        results = await anyio.to_thread.run_sync(
-            similar_results, snapshot, item_id, k, mode, constraints, limiter=limiter)
+        if runs_inline(snapshot, mode, k, constraints):
+            results = similar_results(snapshot, item_id, k, mode, constraints)
+        else:
+            results = await anyio.to_thread.run_sync(
+                similar_results, snapshot, item_id, k, mode, constraints, limiter=limiter)
     return similar_body(snapshot, item_id, mode, results)
+
+
+async def session_answer(snapshot: Snapshot, positive: list[str], negative: list[str], k: int, mode: str,
+                         constraints: Constraints, limiter: anyio.CapacityLimiter) -> bytes:
+    """POST /v1/recommend: ids the version does not know are listed in `unknown`; 404 when no
+    positive is known."""
+    unknown = [i for i in dict.fromkeys(positive + negative) if not snapshot.answers.knows(i)]
+    if all(i in unknown for i in positive):
+        raise ApiError(404, f"no positive item is known to version {snapshot.version}", code="unknown_item",
+                       unknown=unknown)
+    if runs_inline(snapshot, mode, k, constraints):
+        return _session(snapshot, positive, negative, k, mode, constraints, unknown)
+    return await anyio.to_thread.run_sync(_session, snapshot, positive, negative, k, mode, constraints,
+                                          unknown, limiter=limiter)
+
+
+def _session(snapshot: Snapshot, positive: list[str], negative: list[str], k: int, mode: str,
+             constraints: Constraints, unknown: list[str]) -> bytes:
+    try:
+        answer = snapshot.answers.session(positive, negative, k, mode, constraints)
+    except UnknownItem:  # known to the behaviour data only, but answered by image similarity
+        raise ApiError(404, f"no positive item has an image vector in version {snapshot.version}",
+                       code="unknown_item", unknown=unknown) from None
+    return orjson.dumps({"version": snapshot.version, "mode": answer.mode, "requested_mode": mode,
+                         "note": answer.note, "unknown": unknown,
+                         "results": orjson.Fragment(snapshot.results(answer))})
 
 
 def batch_by_ids(snapshot: Snapshot, item_ids: list[str], k: int, mode: str,

@@ -35,6 +35,9 @@ class Settings:
     cache_max_k: int = 100
     # Where catalogue health reports are (a nightly's work_dir/reports); None: none are shown.
     reports: Path | None = None
+    # GET similar and POST /v1/recommend answered before routing (recsys/api/fastpath.py); off,
+    # every request takes its FastAPI route (the reference the tests compare the fast path with).
+    fast_path: bool = True
 
     @classmethod
     def from_env(cls, store: Path | str, **overrides: object) -> Settings:
