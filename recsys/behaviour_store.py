@@ -10,7 +10,8 @@ chosen on validation with the recall of each one tried), `model.npz` (the behavi
 `visual.npz` (every item's visual neighbours), `interactions.npz` (each user's history: what to
 exclude and where to start from) and, when cold items borrow by projection, `cold_donors.npz`
 (each item without events: the warm items its picture projects nearest to in behaviour space;
-with the hybrid's `cold="factors"` also the user fold-in and each such item's projected factors).
+with the hybrid's `cold="factors"` or `taste="projected"` also the user fold-in and every item's
+projected factors).
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ class Behaviour:
                            float(self.manifest.get("hybrid_cold_weight", 1.0)),
                            str(self.manifest.get("hybrid_cold", "visual")),
                            int(self.manifest.get("hybrid_donors", 20)),
-                           self.manifest.get("hybrid_cold_from")).build(self.model, self.visual, self.donors,
-                                                                        self.cold_factors)
+                           self.manifest.get("hybrid_cold_from"),
+                           str(self.manifest.get("hybrid_taste", "cosine"))).build(
+            self.model, self.visual, self.donors, self.cold_factors)
 
 
 def visual_from_index(loaded: LoadedIndex, item_space: np.ndarray, neighbours: int) -> VisualModel:
@@ -120,7 +122,7 @@ def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions
     donors = projected_donors(interactions, vectors.item_ids, vectors.vectors) \
         if settings.cold in ("projection", "factors") else None
     cold_factors = fit_cold_factors(interactions, vectors.item_ids, vectors.vectors) \
-        if settings.cold == "factors" else None
+        if settings.cold == "factors" or settings.taste == "projected" else None
     chosen = settings.to_dict()
     ranker = settings.ranker.model_to_string() if settings.ranker is not None else None
     manifest = {
@@ -131,6 +133,7 @@ def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions
         "hybrid_cold_weight": settings.cold_weight,
         "hybrid_donors": settings.donors,
         "hybrid_cold_from": settings.cold_from,
+        "hybrid_taste": settings.taste,
         "hybrid_validation": chosen.pop("validation"),
         # what validation preferred; serving answers with the blend until the answer path takes the
         # ranker (saved as ranker.txt)
@@ -151,9 +154,10 @@ def save_behaviour(behaviour: Behaviour, folder: Path) -> None:
     behaviour.model.save(folder / "model.npz")
     behaviour.visual.save(folder / "visual.npz")
     behaviour.interactions.save(folder / "interactions.npz")
-    if behaviour.donors is not None:
+    if behaviour.donors is not None or behaviour.cold_factors is not None:
+        donors = csr_arrays("donors", behaviour.donors) if behaviour.donors is not None else {}
         factors = behaviour.cold_factors.arrays() if behaviour.cold_factors is not None else {}
-        np.savez_compressed(folder / DONORS_FILE, **csr_arrays("donors", behaviour.donors), **factors)
+        np.savez_compressed(folder / DONORS_FILE, **donors, **factors)
     if behaviour.ranker is not None:
         (folder / RANKER_FILE).write_text(behaviour.ranker)
     (folder / MANIFEST).write_text(json.dumps(behaviour.manifest, indent=2, sort_keys=True))
@@ -172,7 +176,7 @@ def load_behaviour(version_dir: Path) -> Behaviour:
         donors = cold_factors = None
         if (folder / DONORS_FILE).is_file():
             with np.load(folder / DONORS_FILE, allow_pickle=False) as data:
-                donors = csr_from(data, "donors")
+                donors = csr_from(data, "donors") if "donors_data" in data else None
                 cold_factors = ColdFactors.from_arrays(data)
         ranker = (folder / RANKER_FILE).read_text() if (folder / RANKER_FILE).is_file() else None
     except (OSError, ValueError, KeyError, EOFError) as exc:  # zip and npz errors are ValueError/OSError

@@ -42,6 +42,7 @@ from recsys.metrics import bootstrap_interval, coverage, mrr_at_k, ndcg_at_k, re
 from recsys.models import (
     BEHAVIOUR_GRID,
     DEFAULT_BEHAVIOUR_MODELS,
+    TASTES,
     HybridModel,
     ItemModel,
     PopularityModel,
@@ -84,6 +85,7 @@ class Settings:
     cold_weight: float = 1.0
     donors: int = 20
     cold_from: int | None = None  # warm rank from which cold items interleave (None: never)
+    taste: str = "cosine"  # the hybrid's visual part for users (hybrid.py, TASTES)
     second_stage: str = "blend"  # blend: the calibrated blend serves; ranker: the learned second stage
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> its best params
     validation: dict[str, Any] = field(default_factory=dict)  # recall per setting tried
@@ -277,28 +279,32 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     settings.validation["new_item_share"] = round(new_share, 4)
     visual = build_visual(vectors, item_space)
     # 2a: the blend weight, on the window as it is (the weight ranks the items that have events)
+    # and the user's visual taste: image cosines or projected factors (hybrid.py, `taste`)
     weights = WEIGHT_GRID if hybrid_weight is None else (hybrid_weight,)
     warm_behaviour = make_behaviour_model(name, **params).fit(base.train)
-    weight_grid = {w: recall_of(HybridModel(w, 1.0, "none", 1).build(warm_behaviour, visual), base, k)
-                   for w in weights}
-    settings.hybrid_weight = max(weights, key=lambda w: weight_grid[w])  # first best
-    settings.validation["hybrid_weight"] = {f"w={w:g}": round(r, 6) for w, r in weight_grid.items()}
+    warm_factors = fit_cold_factors(base.train, vectors.item_ids, vectors.vectors)
+    weight_grid = {(w, taste): recall_of(HybridModel(w, 1.0, "none", 1, taste=taste).build(
+        warm_behaviour, visual, None, warm_factors), base, k) for taste in TASTES for w in weights}
+    settings.hybrid_weight, settings.taste = max(weight_grid, key=lambda key: weight_grid[key])  # first best
+    settings.validation["hybrid_weight"] = {
+        f"w={w:g}" + ("" if taste == "cosine" else f" taste={taste}"): round(r, 6)
+        for (w, taste), r in weight_grid.items()}
     # 2b: cold handling at that weight, on the window with items made new
     behaviour = make_behaviour_model(name, **params).fit(holdout.train)
     donors = projected_donors(holdout.train, vectors.item_ids, vectors.vectors)
     factors = fit_cold_factors(holdout.train, vectors.item_ids, vectors.vectors)
     best, hybrid_grid = (-1.0, settings.hybrid_weight, "visual", 1.0, 20), {}
     for cold, cold_weight, n_donors in COLD_GRID:
-        hybrid = HybridModel(settings.hybrid_weight, cold_weight, cold, n_donors)
+        hybrid = HybridModel(settings.hybrid_weight, cold_weight, cold, n_donors, taste=settings.taste)
         recall = recall_of(hybrid.build(behaviour, visual, donors, factors), holdout, k)
         hybrid_grid[f"cold={cold}x{cold_weight:g} donors={n_donors}"] = round(recall, 6)
         if recall > best[0]:
             best = (recall, settings.hybrid_weight, cold, cold_weight, n_donors)
     # lending to cold items is taken only where it beats lending nothing beyond doubt (the bootstrap
     # 95% interval of the per-user gain above 0), as the cold entry and the ranker are
-    nothing = HybridModel(settings.hybrid_weight, 1.0, "none", 1).build(
+    nothing = HybridModel(settings.hybrid_weight, 1.0, "none", 1, taste=settings.taste).build(
         behaviour, visual, donors, factors)
-    lend = HybridModel(settings.hybrid_weight, best[3], best[2], best[4]).build(
+    lend = HybridModel(settings.hybrid_weight, best[3], best[2], best[4], taste=settings.taste).build(
         behaviour, visual, donors, factors)
     gain = bootstrap_interval(recalls_of(lend, holdout, k) - recalls_of(nothing, holdout, k)) \
         if best[2] != "none" else (0.0, 0.0)
@@ -313,15 +319,17 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     best_entry: tuple[float, int | None, str, int] = (-1.0, None, settings.cold, settings.donors)
     for cold, n_donors in COLD_ORDER_GRID:
         for cold_from in COLD_FROM_GRID[1:]:
-            hybrid = HybridModel(settings.hybrid_weight, 1.0, cold, n_donors, cold_from).build(
-                behaviour, visual, donors, factors)
+            hybrid = HybridModel(settings.hybrid_weight, 1.0, cold, n_donors, cold_from,
+                                 settings.taste).build(behaviour, visual, donors, factors)
             recall = recall_of(hybrid, holdout, k)
             entry_grid[f"cold={cold} donors={n_donors} from={cold_from}"] = round(recall, 6)
             if recall > best_entry[0]:
                 best_entry = (recall, cold_from, cold, n_donors)
     if best_entry[0] > best[0]:
-        plain = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors)
-        entry = HybridModel(settings.hybrid_weight, 1.0, best_entry[2], best_entry[3], best_entry[1])
+        plain = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors,
+                            taste=settings.taste)
+        entry = HybridModel(settings.hybrid_weight, 1.0, best_entry[2], best_entry[3], best_entry[1],
+                            settings.taste)
         gain = bootstrap_interval(recalls_of(entry.build(behaviour, visual, donors, factors), holdout, k)
                                   - recalls_of(plain.build(behaviour, visual, donors, factors), holdout, k))
         settings.validation["cold_entry_gain_ci95"] = [round(g, 6) for g in gain]
@@ -334,7 +342,7 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     # other half; it serves only where it wins there beyond doubt (the bootstrap 95% interval of the
     # per-user difference above 0). Then retrained on all of them.
     blend = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors,
-                        settings.cold_from).build(behaviour, visual, donors, factors)
+                        settings.cold_from, settings.taste).build(behaviour, visual, donors, factors)
     ranker = RankerModel().build(behaviour, visual, donors, item_ages)
     first_half, second_half = _halves(holdout, seed=0)
     ranker.train(holdout.train.recent[first_half.users], first_half.relevant)
@@ -439,6 +447,9 @@ def ages(train_events: pd.DataFrame, item_space: np.ndarray) -> np.ndarray:
     return item_age_days(first.reindex(item_space).to_numpy(np.float64), float(train_events.timestamp.max()))
 
 
+_TASTE_LABEL = {"cosine": "image cosines", "projected": "projected factors"}
+
+
 def _label(params: dict[str, Any]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(params.items())) or "defaults"
 
@@ -499,7 +510,7 @@ def evaluate(
         factors = fit_cold_factors(holdout.train, vectors.item_ids, vectors.vectors)
         behaviour = behaviours[settings.behaviour_model]
         models["hybrid"] = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold,
-                                       settings.donors, settings.cold_from).build(
+                                       settings.donors, settings.cold_from, settings.taste).build(
             behaviour, visual, donors, factors)
         if settings.ranker is not None:  # reported beside the models: serving answers with the blend
             ranker = RankerModel().build(behaviour, visual, donors, ages(parts.train, item_space))
@@ -508,6 +519,7 @@ def evaluate(
             report["second_stage"] = {"ranker": overall, "ranker_cold_start": cold,
                                       "chosen_on_validation": settings.second_stage}
         report["hybrid"] = {"behaviour_model": settings.behaviour_model, "weight": settings.hybrid_weight,
+                            "taste": settings.taste,
                             "cold": settings.cold, "cold_weight": settings.cold_weight,
                             "donors": settings.donors, "cold_from": settings.cold_from,
                             "second_stage": settings.second_stage}
@@ -544,7 +556,8 @@ def format_table(report: dict) -> str:
         entry = hybrid.get("cold_from")
         entry = f"interleaved from warm rank {entry}" if entry is not None else "not interleaved"
         lines.append(f"hybrid = {hybrid['weight']:.2f} x behaviour_{hybrid['behaviour_model']} + "
-                     f"{1 - hybrid['weight']:.2f} x visual (each scaled by its spread per user); cold items: "
+                     f"{1 - hybrid['weight']:.2f} x visual ({_TASTE_LABEL[hybrid.get('taste', 'cosine')]}; "
+                     "each scaled by its spread per user); cold items: "
                      f"{hybrid['cold']} donors ({hybrid.get('donors', 20)}) x {hybrid['cold_weight']:g}, "
                      f"{entry}")
     if "second_stage" in report:

@@ -158,7 +158,7 @@ def test_poisoned_test_split_leaves_every_validation_choice_unchanged(tmp_path: 
     assert s["behaviour_model"] in ("cosine", "ease", "als")
     assert s["recency_half_life_days"] in (0.0, 7.0, 30.0)
     assert s["cold"] in ("none", "visual", "projection", "factors") and 0 <= s["hybrid_weight"] <= 1
-    assert len(s["validation"]["behaviour"]) == 7 * 3 and len(s["validation"]["hybrid_weight"]) == 11
+    assert len(s["validation"]["behaviour"]) == 7 * 3 and len(s["validation"]["hybrid_weight"]) == 11 * 2
     assert len(s["validation"]["hybrid"]) == 20
 
 

@@ -13,7 +13,7 @@ from recsys.errors import InputError
 from recsys.models.base import ItemModel, NeighbourModel
 from recsys.models.cooccurrence import CooccurrenceModel
 from recsys.models.ease import EaseModel
-from recsys.models.hybrid import COLD_MODES, HybridModel
+from recsys.models.hybrid import COLD_MODES, TASTES, HybridModel
 from recsys.models.implicit_models import AlsModel, ItemKnnModel
 from recsys.models.popularity import PopularityModel
 from recsys.models.visual import VisualModel
@@ -66,7 +66,7 @@ def auto_behaviour_model(n_items: int, ease_max_items: int = EASE_MAX_ITEMS) -> 
 
 
 __all__ = [
-    "BEHAVIOUR_GRID", "BEHAVIOUR_MODELS", "COLD_MODES", "DEFAULT_BEHAVIOUR_MODELS", "AlsModel",
+    "BEHAVIOUR_GRID", "BEHAVIOUR_MODELS", "COLD_MODES", "DEFAULT_BEHAVIOUR_MODELS", "TASTES", "AlsModel",
     "CooccurrenceModel", "EaseModel", "HybridModel", "ItemKnnModel", "ItemModel", "NeighbourModel",
     "PopularityModel", "VisualModel", "auto_behaviour_model", "behaviour_name", "make_behaviour_model",
     "usable_behaviour_models",

@@ -15,7 +15,12 @@ by image similarity (`cold="visual"`) or by a projection of its image into the b
 only its visual part speaks for it. `cold="factors"` (projection.py, `ColdFactors`) scores a cold item
 for a user directly: the user's history folded into ALS factor space, dotted with the factors its
 picture projects to, rescaled to the spread of the user's warm behaviour scores (times
-`cold_weight`); its item page still borrows from projected donors. The donors are a sparse items x
+`cold_weight`); its item page still borrows from projected donors.
+
+Taste (`taste`): for users, the visual part is either the history's summed image cosines (`cosine`)
+or (`projected`) the user's folded history dotted with every item's projected factors: the image
+directions that behaviour says matter (colour, say) count, the ones it ignores (a studio's backdrop)
+do not. Item pages always use image cosines. The donors are a sparse items x
 items matrix (rows: cold items). Nothing items^2 is stored; the blend is computed at query time.
 
 Cold entry (`cold_from`): a borrowed score is a smoothed guess and almost never outranks a warm
@@ -40,6 +45,7 @@ from recsys.models.projection import ColdFactors
 from recsys.sparse_ops import top_n_per_row
 
 COLD_MODES = ("none", "visual", "projection", "factors")
+TASTES = ("cosine", "projected")  # the visual part for users: image cosines, or projected factors
 DONORS = 20  # warm items a cold item borrows from
 MAX_COLD_WEIGHT = 10.0
 
@@ -48,7 +54,7 @@ class HybridModel(ItemModel):
     kind = "hybrid"
 
     def __init__(self, weight: float = 0.5, cold_weight: float = 1.0, cold: str = "visual",
-                 donors: int = DONORS, cold_from: int | None = None) -> None:
+                 donors: int = DONORS, cold_from: int | None = None, taste: str = "cosine") -> None:
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise InputError(f"hybrid weight {weight}: must lie in [0, 1]")
@@ -63,6 +69,9 @@ class HybridModel(ItemModel):
         if cold_from is not None and cold_from < 0:
             raise InputError(f"hybrid cold_from {cold_from}: must be >= 0 or None")
         self.cold_from = cold_from
+        if taste not in TASTES:
+            raise InputError(f"hybrid taste {taste!r}: expected one of {list(TASTES)}")
+        self.taste = taste
         self.behaviour: NeighbourModel | None = None
         self.visual: NeighbourModel | None = None
         self.donors = sp.csr_matrix((0, 0), dtype=np.float32)
@@ -71,14 +80,15 @@ class HybridModel(ItemModel):
 
     def params(self) -> dict[str, Any]:
         return {"weight": self.weight, "cold_weight": self.cold_weight, "cold": self.cold,
-                "donors": self.n_donors, "cold_from": self.cold_from}
+                "donors": self.n_donors, "cold_from": self.cold_from, "taste": self.taste}
 
     def build(self, behaviour: NeighbourModel, visual: NeighbourModel,
               projected_donors: sp.csr_matrix | None = None,
               cold_factors: ColdFactors | None = None) -> HybridModel:
         """`projected_donors` (rows: cold items) is needed for `cold="projection"` and `"factors"`;
-        without them the projection falls back to visual donors. `cold_factors`: for `"factors"`
-        (without them it borrows from projected donors alone)."""
+        without them the projection falls back to visual donors. `cold_factors`: for `cold="factors"`
+        (without them it borrows from projected donors alone) and `taste="projected"` (without them
+        the visual part stays cosine)."""
         if not np.array_equal(behaviour.item_ids, visual.item_ids):
             raise InputError("hybrid: behaviour and visual models must share one item space")
         self.behaviour, self.visual = behaviour, visual
@@ -94,7 +104,7 @@ class HybridModel(ItemModel):
             donors = visual_donors(visual.similarity, self.warm)
         donors = _normalise_rows(top_n_per_row(donors, self.n_donors))  # the closest few lend
         self.donors = _rows(donors, ~self.warm) * np.float32(self.cold_weight)
-        self.cold_factors = cold_factors if self.cold == "factors" else None
+        self.cold_factors = cold_factors
         return self
 
     def fit(self, interactions: Interactions) -> HybridModel:
@@ -131,13 +141,16 @@ class HybridModel(ItemModel):
         parts = {}
         if w > 0:
             behaviour = self.behaviour.score_histories(histories)
-            if self.cold_factors is not None:
+            if self.cold == "factors" and self.cold_factors is not None:
                 behaviour = self._with_cold_factors(behaviour, histories)
             elif self.donors.nnz:
                 behaviour = behaviour + np.asarray((self.donors @ behaviour.T).T, dtype=np.float32)
             parts["behaviour"] = (w * _scaled(behaviour)).astype(np.float32)
         if w < 1:
-            visual = np.asarray((histories @ self.visual.similarity).todense(), dtype=np.float32)
+            if self.taste == "projected" and self.cold_factors is not None:
+                visual = self.cold_factors.score(histories)  # the user's taste in projected factors
+            else:
+                visual = np.asarray((histories @ self.visual.similarity).todense(), dtype=np.float32)
             parts["visual"] = ((1 - w) * _scaled(visual)).astype(np.float32)
         return parts
 

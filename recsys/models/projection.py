@@ -93,12 +93,12 @@ class ColdFactors:
     """User fold-in and projected item factors: `score` ranks cold items for a history."""
 
     fold: np.ndarray  # (factors, n_items): a history times fold.T is the user's factor vector
-    item_factors: np.ndarray  # (n_items, factors): projected from the image; zero rows for warm items
+    item_factors: np.ndarray  # (n_items, factors): projected from the image; zero rows without one
     weighting: str = "binary"  # how a history's weights enter the fold-in (as the ALS model's)
 
     def score(self, histories: sp.csr_matrix) -> np.ndarray:
-        """(users, n_items): each user's factor dotted with each cold item's projected factors (0
-        for warm items)."""
+        """(users, n_items): each user's factor dotted with each item's projected factors (0 for
+        items without a picture)."""
         users = np.asarray(weigh(sp.csr_matrix(histories, dtype=np.float32), self.weighting) @ self.fold.T,
                            dtype=np.float32)
         return users @ self.item_factors.T
@@ -118,7 +118,8 @@ class ColdFactors:
 def fit_cold_factors(train: Interactions, vector_ids: np.ndarray, vectors: np.ndarray, factors: int = 64,
                      regularization: float = 0.5) -> ColdFactors:
     """ALS on `train`, then a ridge map from image vectors to the factors of the warm items, its
-    strength chosen by cross-validation over them; cold items (no events) get projected factors."""
+    strength chosen by cross-validation over them; every item with a picture gets projected factors
+    (the hybrid's cold mode reads the cold items', its projected taste every item's)."""
     n = len(train.item_ids)
     space = {item: i for i, item in enumerate(train.item_ids)}
     position = np.array([space.get(str(item), -1) for item in vector_ids], dtype=np.int64)
@@ -130,11 +131,11 @@ def fit_cold_factors(train: Interactions, vector_ids: np.ndarray, vectors: np.nd
     projected = np.zeros((n, factors), np.float32)
     teach = has_vector & warm[np.maximum(position, 0)]
     ask = has_vector & ~warm[np.maximum(position, 0)]
-    if teach.sum() >= 2 * FOLDS and ask.any():
+    if teach.sum() >= 2 * FOLDS:
         x, target = vectors[teach], y[position[teach]]
         alpha = _cross_validated_alpha(x, target)
-        projected[position[ask]] = ImageToBehaviour(alpha).fit(x, target).predict(vectors[ask])
-        log.info("cold factors: ridge alpha %g (cross-validated over %d warm items), %d cold items",
+        projected[position[has_vector]] = ImageToBehaviour(alpha).fit(x, target).predict(vectors[has_vector])
+        log.info("projected factors: ridge alpha %g (cross-validated over %d warm items), %d cold items",
                  alpha, int(teach.sum()), int(ask.sum()))
     return ColdFactors(fold, projected, "raw")  # histories enter as they are: recency and event weights count
 
