@@ -343,7 +343,7 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     # per-user difference above 0). Then retrained on all of them.
     blend = HybridModel(settings.hybrid_weight, settings.cold_weight, settings.cold, settings.donors,
                         settings.cold_from, settings.taste).build(behaviour, visual, donors, factors)
-    ranker = RankerModel().build(behaviour, visual, donors, item_ages)
+    ranker = RankerModel().build(behaviour, visual, donors, item_ages, factors)
     first_half, second_half = _halves(holdout, seed=0)
     ranker.train(holdout.train.recent[first_half.users], first_half.relevant)
     blend_recalls = recalls_of(blend, second_half, k)
@@ -513,7 +513,7 @@ def evaluate(
                                        settings.donors, settings.cold_from, settings.taste).build(
             behaviour, visual, donors, factors)
         if settings.ranker is not None:  # reported beside the models: serving answers with the blend
-            ranker = RankerModel().build(behaviour, visual, donors, ages(parts.train, item_space))
+            ranker = RankerModel().build(behaviour, visual, donors, ages(parts.train, item_space), factors)
             ranker.booster = settings.ranker
             overall, cold = evaluate_model(ranker, holdout, k)
             report["second_stage"] = {"ranker": overall, "ranker_cold_start": cold,

@@ -1,7 +1,8 @@
 """A learned second stage: candidates from every source, ranked by LightGBM lambdarank.
 
 Candidates per user: the top `per_source` items of the behaviour scores (cold items scored by
-their donors, hybrid.py), of the visual scores, of popularity, and the newest items (those with
+their donors, hybrid.py), of the visual scores, of the projected taste (projection.py: the user's
+folded history dotted with every item's projected factors), of popularity, and the newest items (those with
 no events, then the most recently first seen). Each (user, candidate) pair is described by
 FEATURES: each source's score, its score scaled by the source's spread for that user and its rank,
 the candidate's mean and best image similarity to the history, item age, popularity, whether it
@@ -21,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.models.base import ItemModel, NeighbourModel
+from recsys.models.projection import ColdFactors
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 # window's models and the final ones, fitted on more events.
 FEATURES = ("behaviour_scaled", "behaviour_rank", "borrowed_scaled", "visual_scaled", "visual_rank",
             "visual_mean", "visual_best", "popularity_rank", "cold", "age_days", "history_length",
-            "behaviour_plain_scaled")
+            "behaviour_plain_scaled", "taste_scaled", "taste_rank")
 OFF_LIST = -1e6  # below every model score
 MIN_USERS = 10  # users with a held-out item among their candidates needed to train
 
@@ -43,18 +45,21 @@ class RankerModel(ItemModel):
         self.visual: NeighbourModel | None = None
         self.donors = sp.csr_matrix((0, 0), dtype=np.float32)
         self.age_days = np.zeros(0, np.float32)  # days since first event; -1: no events (cold)
+        self.factors: ColdFactors | None = None  # projected taste (projection.py); None: no such source
         self.booster: Any = None
 
     def params(self) -> dict[str, Any]:
         return {"per_source": self.per_source, "trees": self.trees, "leaves": self.leaves, "seed": self.seed}
 
     def build(self, behaviour: NeighbourModel, visual: NeighbourModel, donors: sp.csr_matrix,
-              age_days: np.ndarray) -> RankerModel:
-        """The sources to rank over; `donors` as the hybrid's (rows: cold items, weights summing to 1)."""
+              age_days: np.ndarray, factors: ColdFactors | None = None) -> RankerModel:
+        """The sources to rank over; `donors` as the hybrid's (rows: cold items, weights summing to 1);
+        `factors`: the projected taste, a source of candidates and features of its own."""
         self.behaviour, self.visual = behaviour, visual
         self.item_ids, self.popularity = behaviour.item_ids, behaviour.popularity
         self.donors = sp.csr_matrix(donors, dtype=np.float32)
         self.age_days = np.asarray(age_days, np.float32)
+        self.factors = factors
         return self
 
     # -- training ------------------------------------------------------------------------------
@@ -115,9 +120,10 @@ class RankerModel(ItemModel):
         length = np.asarray(binary.sum(axis=1), dtype=np.float32)  # (users, 1)
         popularity = self.popularity if self.popularity is not None else np.zeros(n_items, np.float32)
         cold = (self.age_days < 0).astype(np.float32)
+        taste = self.factors.score(recent) if self.factors is not None else np.zeros_like(behaviour)
         seen = binary.tocoo()
         masked = {}
-        for name, values in (("behaviour", behaviour_all), ("visual", visual),
+        for name, values in (("behaviour", behaviour_all), ("visual", visual), ("taste", taste),
                              ("popularity", np.broadcast_to(popularity, (n_users, n_items)).copy()),
                              ("newest", np.broadcast_to(_newness(self.age_days), (n_users, n_items)).copy())):
             values = values.copy()
@@ -130,13 +136,14 @@ class RankerModel(ItemModel):
             np.put_along_axis(chosen, top, True, axis=1)
         chosen[seen.row, seen.col] = False
         users, items = np.nonzero(chosen)
-        ranks = {name: _ranks(masked[name]) for name in ("behaviour", "visual", "popularity")}
+        ranks = {name: _ranks(masked[name]) for name in ("behaviour", "visual", "popularity", "taste")}
         best = self._visual_best(binary, users, items)
         features = np.column_stack([
             _scaled(behaviour_all)[users, items], ranks["behaviour"][users, items],
             _scaled(borrowed)[users, items], _scaled(visual)[users, items], ranks["visual"][users, items],
             (visual_sum / np.maximum(length, 1.0))[users, items], best, ranks["popularity"][users, items],
             cold[items], self.age_days[items], length[users, 0], _scaled(behaviour_plain)[users, items],
+            _scaled(taste)[users, items], ranks["taste"][users, items],
         ]).astype(np.float32)
         return users, items, features
 
