@@ -54,6 +54,7 @@ from index.store import (
     claim_staging,
     read_meta,
     verify_checksums,
+    versions_to_prune,
 )
 
 log = logging.getLogger(__name__)
@@ -258,19 +259,11 @@ class RemoteStore:
     def prune(self, keep: int) -> list[str]:
         """Delete the oldest versions beyond `keep`, never CURRENT nor the rollback target. meta.json
         goes first, so a version half deleted is an incomplete one, never a corrupt complete one."""
-        current = self.current_version()
-        protected = {current}
-        history = [v for v in self.history() if v != current]
-        if history:
-            protected.add(history[-1])
-        ids = self.version_ids()
-        removed = []
-        for version in ids[: max(0, len(ids) - keep)]:
-            if version not in protected:
-                with self._requests(f"deleting versions/{version}"):
-                    self.fs.rm(self._path(VERSIONS, version, META))
-                    self.fs.rm(self._path(VERSIONS, version), recursive=True)
-                removed.append(version)
+        removed = versions_to_prune(self.version_ids(), self.current_version(), self.history(), keep)
+        for version in removed:
+            with self._requests(f"deleting versions/{version}"):
+                self.fs.rm(self._path(VERSIONS, version, META))
+                self.fs.rm(self._path(VERSIONS, version), recursive=True)
         return removed
 
     def clean_stale_uploads(self, max_age: float = STALE_STAGING_SECONDS) -> list[str]:

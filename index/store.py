@@ -79,6 +79,16 @@ def verify_checksums(version_dir: Path, meta: dict[str, Any]) -> None:
             )
 
 
+def versions_to_prune(ids: list[str], current: str | None, history: list[str], keep: int) -> list[str]:
+    """The oldest of `ids` beyond `keep`, never `current` nor the rollback target (the last other
+    version in `history`): what every store's prune deletes."""
+    protected = {current}
+    older = [v for v in history if v != current]
+    if older:
+        protected.add(older[-1])
+    return [v for v in ids[: max(0, len(ids) - keep)] if v not in protected]
+
+
 class IndexStore:
     """A folder of index versions with one published as CURRENT."""
 
@@ -162,16 +172,9 @@ class IndexStore:
 
     def prune(self, keep: int = DEFAULT_KEEP) -> list[str]:
         """Delete the oldest versions beyond `keep`, never CURRENT nor the rollback target."""
-        protected = {self.current_version()}
-        history = [v for v in self.history() if v != self.current_version()]
-        if history:
-            protected.add(history[-1])
-        ids = self.version_ids()
-        removed = []
-        for version in ids[: max(0, len(ids) - keep)]:
-            if version not in protected:
-                shutil.rmtree(self.version_dir(version))
-                removed.append(version)
+        removed = versions_to_prune(self.version_ids(), self.current_version(), self.history(), keep)
+        for version in removed:
+            shutil.rmtree(self.version_dir(version))
         return removed
 
     def clean_stale_staging(self, max_age: float = STALE_STAGING_SECONDS) -> list[str]:
