@@ -220,13 +220,14 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+    exports = _exports(store, work)  # after the server has stopped: the export has the cores
     args.load_after = os.getloadavg()[0]
     IndexStore(store).prune(keep=2)
     if not args.shop_only:
         report = _report(args, rows, reloads, first, load_s, build_s)
         write_section(args.out, SECTION, report)
         print(report + "\n")
-    report = _shop_report(args, shop)
+    report = _shop_report(args, shop, exports)
     write_section(args.out, SHOP_SECTION, report)
     print(report)
     return 0
@@ -310,7 +311,27 @@ def _report(args: argparse.Namespace, rows: list, reloads: list, first: str, loa
     return "\n".join(lines)
 
 
-def _shop_report(args: argparse.Namespace, shop: list) -> str:
+EXPORT_K = 20
+EXPORTS = {"every item": [], "filter 10%": ["--filter", '{"bucket": {"lt": 10}}']}
+
+
+def _exports(store: Path, work: Path) -> list[tuple[str, float, int]]:
+    """`recsys export -k 20` of every item of the serving version, plain and with the 10% filter:
+    (label, wall seconds of the whole command, rows written)."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for label, extra in EXPORTS.items():
+        folder = work / f"export-{len(out)}"
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "jobs", "export", "--store", str(store), "--out", str(folder),
+                        "-k", str(EXPORT_K), *extra], check=True, stdout=subprocess.DEVNULL)
+        out.append((label, time.perf_counter() - started,
+                    pq.ParquetFile(folder / "similar_items.parquet").metadata.num_rows))
+    return out
+
+
+def _shop_report(args: argparse.Namespace, shop: list, exports: list[tuple[str, float, int]]) -> str:
     lines = [
         _command(args),
         "",
@@ -325,5 +346,13 @@ def _shop_report(args: argparse.Namespace, shop: list) -> str:
         "| request | requests/s | p50 ms | p90 ms | p99 ms | max ms | requests | failed |",
         "|---|---|---|---|---|---|---|---|",
         *[_line(name, r) for name, r in shop],
+        "",
+        f"`recsys export --store STORE --out DIR -k {EXPORT_K}` of the same version (every item's top "
+        f"{EXPORT_K} neighbours to Parquet, every core, after the server stopped), timed as a whole "
+        "command (start-up and index load included):",
+        "",
+        "| export | seconds | rows |",
+        "|---|---|---|",
+        *[f"| {label} | {seconds:.1f} | {rows:,} |" for label, seconds, rows in exports],
     ]
     return "\n".join(lines)
