@@ -31,7 +31,8 @@ LISTS = "lists.ivfdata"
 
 
 def train(sample: np.ndarray, factory: str) -> faiss.Index:
-    """An empty inner-product IVF index of `factory` (e.g. `IVF4096_HNSW32,PQ32np`; `np`: no polysemous training, minutes of annealing that only Hamming filtering uses), trained."""
+    """An empty inner-product IVF index of `factory`, trained: e.g. `IVF4096_HNSW32,PQ32np` (`np`: no
+    polysemous training, minutes of annealing that only Hamming-distance filtering uses)."""
     index = faiss.index_factory(sample.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     if faiss.try_extract_index_ivf(index) is None:
         raise ValueError(f"{factory!r} is not an IVF index; on-disk lists need one")
@@ -50,7 +51,8 @@ def build(trained: faiss.Index, blocks: Iterable[tuple[np.ndarray, np.ndarray]],
     block_files = []
     for i, (vectors, ids) in enumerate(blocks):
         part = faiss.read_index(str(folder / TRAINED))
-        part.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, np.int64))
+        part.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                          np.ascontiguousarray(ids, dtype=np.int64))
         block_files.append(folder / f"block-{i:05d}.faiss")
         faiss.write_index(part, str(block_files[-1]))
         del part
