@@ -75,6 +75,18 @@ class EventCodes:
             out.weight = out.weight * decay(out.timestamp, newest, config.decay_half_life_days)
         return out
 
+    def user_sample(self, events: int, seed: int = 0) -> pd.DataFrame:
+        """The events of a random sample of users (whole histories, about `events` events in all) as
+        a frame with recsys.events' columns, in file order: what settings are chosen on at scale."""
+        share = min(1.0, events / max(len(self), 1))
+        picked = np.random.default_rng(seed).random(len(self.users)) < share
+        rows = np.flatnonzero(picked[self.user])
+        return pd.DataFrame({"user_id": self.users[self.user[rows]].astype(object),
+                             "item_id": self.items[self.item[rows]].astype(object),
+                             "timestamp": self.timestamp[rows],
+                             "event": self.kinds[self.kind[rows]].astype(object),
+                             "weight": self.weight[rows]})
+
     def interactions(self, recency_half_life_days: float | None = 14.0,
                      trending_half_life_days: float = 30.0) -> Interactions:
         """The user x item matrices (recsys.interactions.from_codes)."""
