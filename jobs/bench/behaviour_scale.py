@@ -158,11 +158,20 @@ def _report(rows: list[dict], command: str, load: float, n_items: int) -> str:
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         scale = last["events"] / first["events"]
-        time_x, peak_x = last["total_s"] / first["total_s"], last["peak_gb"] / first["peak_gb"]
+        slope = (last["matrix_peak_gb"] - first["matrix_peak_gb"]) * 1e9 / (last["events"] - first["events"])
+        verdict = "met" if last["peak_gb"] < 16 else "NOT met"
         lines += ["", f"From {first['events']:,} to {last['events']:,} events ({scale:.0f}x): total time "
-                  f"{time_x:.1f}x, peak RSS {peak_x:.1f}x "
-                  f"(a fixed part, the {n_items:,}-item catalogue index and the Python runtime, is paid at "
-                  "every size)."]
+                  f"{last['total_s'] / first['total_s']:.1f}x. Peak RSS after the matrices "
+                  f"{first['matrix_peak_gb']:.2f} to {last['matrix_peak_gb']:.2f} GB: linear, about "
+                  f"{slope:.0f} bytes for each added event (its codes, 25 bytes, and its entries in the two "
+                  "CSR matrices with their build buffers). The cosine fit's own memory does not grow with "
+                  "the events: implicit keeps K = 101 neighbours for every catalogue item while it computes "
+                  f"(at the smallest size it adds {first['peak_gb'] - first['matrix_peak_gb']:.1f} GB above "
+                  f"the matrices, for {n_items:,} items), so the whole-fit peak goes from "
+                  f"{first['peak_gb']:.2f} to {last['peak_gb']:.2f} GB. {last['events']:,} events within "
+                  f"16 GB: {verdict} ({last['peak_gb']:.2f} GB). Time is mostly the chunked read (validating "
+                  "and coding string ids with pandas); its spread between sizes follows the load of other "
+                  "jobs on the shared cores."]
     return "\n".join(lines)
 
 
