@@ -126,8 +126,9 @@ class MemoryModel:
         return int(nprobe * self.lists_disk / max(self.nlist, 1))
 
     def build_peak(self, block_rows: int) -> int:
-        """Building: the trained index plus one block of float32 vectors and its codes."""
-        return self.ram + block_rows * (4 * self.dim + self.code_bytes + 8)
+        """Building: the trained index plus one block of float32 vectors, their residuals to the
+        centroids (another block of floats, while FAISS encodes) and their codes and ids."""
+        return self.ram + block_rows * (2 * 4 * self.dim + self.code_bytes + 8)
 
 
 def file_size(path: str | Path) -> int:
