@@ -50,7 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ondisk.add_argument("--train", type=int, default=163_840, help="training vectors (40 a list)")
     ondisk.add_argument("--block-rows", type=int, default=1_000_000, help="vectors added per block")
     ondisk.add_argument("--nprobe", type=lambda s: [int(v) for v in s.split(",")], default=[8, 16, 32, 64])
-    ondisk.add_argument("--rerank", type=int, default=100, help="PQ candidates re-ranked exactly")
+    ondisk.add_argument("--rerank", type=lambda s: [int(v) for v in s.split(",")], default=[100, 400],
+                        help="PQ candidates re-ranked exactly (each value measured)")
     ondisk.add_argument("--work-dir", type=Path, default=Path("bench-ondisk"),
                         help="where the index and vectors files go (removed after unless --keep)")
     ondisk.add_argument("--keep", action="store_true")

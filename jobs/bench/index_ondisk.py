@@ -48,12 +48,17 @@ class Mixture:
         self.spread = rng.uniform(0.3, 1.0, clusters).astype(np.float32)
         self.projection = rng.standard_normal((latent, dim)).astype(np.float32) / np.sqrt(latent)
 
-    def draw(self, m: int, stream: int) -> np.ndarray:
+    def draw(self, m: int, stream: int, chunk: int = 65_536) -> np.ndarray:
         rng = np.random.default_rng([self.seed, stream])
-        which = rng.integers(0, len(self.centres), m)
-        z = self.centres[which] + self.spread[which, None] * rng.standard_normal((m, self.latent), np.float32)
-        x = z @ self.projection + self.noise * rng.standard_normal((m, self.dim), dtype=np.float32)
-        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        out = np.empty((m, self.dim), dtype=np.float32)
+        for start in range(0, m, chunk):  # in pieces: the transients stay small beside the block
+            n = min(chunk, m - start)
+            which = rng.integers(0, len(self.centres), n)
+            noise = rng.standard_normal((n, self.latent), np.float32)
+            z = self.centres[which] + self.spread[which, None] * noise
+            x = z @ self.projection + self.noise * rng.standard_normal((n, self.dim), dtype=np.float32)
+            out[start:start + n] = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return out
 
 
 def run_ondisk(args: argparse.Namespace) -> int:
@@ -91,7 +96,7 @@ def run_ondisk(args: argparse.Namespace) -> int:
                     t0, c0 = time.perf_counter(), time.process_time()
                     m = min(args.block_rows, args.n - start)
                     block = mixture.draw(m, stream=b)
-                    out.write(block.tobytes())
+                    block.tofile(out)
                     scores, rows = exact_knn(block, xq, K)
                     both_s, both_i = np.hstack([best_s, scores]), np.hstack([best_i, rows + start])
                     top = np.argsort(-both_s, axis=1, kind="stable")[:, :K]
@@ -112,15 +117,16 @@ def run_ondisk(args: argparse.Namespace) -> int:
     np.save(work / "queries.npy", xq)
     np.save(work / "truth.npy", best_i)
     child = subprocess.run([sys.executable, "-m", "jobs.bench.index_ondisk", str(work), str(args.n),
-                            str(args.dim), ",".join(map(str, args.nprobe)), str(args.rerank)],
+                            str(args.dim), ",".join(map(str, args.nprobe)),
+                            ",".join(map(str, args.rerank))],
                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": _pythonpath()})
     if child.returncode != 0:
         raise JobFailed(f"the search measurement failed: {child.stderr[-2000:]}")
     measured = json.loads(child.stdout.strip().splitlines()[-1])
     rss_open, rss_serving, rows = measured["rss_open"], measured["rss_serving"], measured["rows"]
-    for nprobe, recall, qps, cpu_qps, re_recall, re_qps, re_cpu_qps in rows:
-        say(f"nprobe {nprobe}: PQ recall {recall:.3f} at {qps:,.0f} QPS ({cpu_qps:,.0f} a CPU second), "
-            f"re-ranked {re_recall:.3f} at {re_qps:,.0f} QPS ({re_cpu_qps:,.0f})")
+    for nprobe, candidates, recall, qps, cpu_qps in rows:
+        say(f"nprobe {nprobe}, re-ranked {candidates or 'none'}: recall {recall:.3f} at {qps:,.0f} QPS "
+            f"({cpu_qps:,.0f} a CPU second)")
     model = ondisk.MemoryModel(args.n, args.dim, args.nlist, args.pq)
     body = _report(args, factory, timings, cpu, build_peak, rss_open, rss_serving, rows, model,
                    os.path.getsize(work / "ivf" / ondisk.LISTS), os.path.getsize(vectors_path), nthreads,
@@ -133,7 +139,7 @@ def run_ondisk(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure_search(work: Path, n: int, dim: int, nprobes: list[int], candidates: int) -> dict:
+def measure_search(work: Path, n: int, dim: int, nprobes: list[int], reranks: list[int]) -> dict:
     """In its own process: open the on-disk index and the vectors, search one query a call on one
     thread at each nprobe, PQ alone and re-ranked; recall against the saved exact truth."""
     from index import ondisk, threads
@@ -148,10 +154,11 @@ def measure_search(work: Path, n: int, dim: int, nprobes: list[int], candidates:
     with threads.threads(1):
         for nprobe in nprobes:
             faiss.extract_index_ivf(index).nprobe = nprobe
-            pq = _measure(lambda q: index.search(q, K)[1], xq)
-            reranked = _measure(lambda q: ondisk.rerank(index, vectors, q, K, candidates)[1], xq)
-            rows.append((nprobe, truth.recall(pq[0]), pq[1], pq[2], truth.recall(reranked[0]), reranked[1],
-                         reranked[2]))
+            for candidates in [0, *reranks]:
+                found, qps, cpu_qps = _measure(
+                    (lambda q: index.search(q, K)[1]) if candidates == 0 else
+                    (lambda q, c=candidates: ondisk.rerank(index, vectors, q, K, c)[1]), xq)
+                rows.append((nprobe, candidates, truth.recall(found), qps, cpu_qps))
     return {"rss_open": rss_open, "rss_serving": _rss(), "rows": rows}
 
 
@@ -165,11 +172,14 @@ def _measure(search, xq: np.ndarray) -> tuple[np.ndarray, float, float]:
             len(xq) / max(time.process_time() - cpu_started, 1e-9))
 
 
-def _rss() -> int:
+def _rss() -> dict[str, int]:
+    """Resident bytes: `anon` (the process's own memory) and `file` (pages of memory-mapped files:
+    the page cache, shared and given back under memory pressure)."""
+    out = {"anon": 0, "file": 0}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+        if line.startswith(("RssAnon:", "RssFile:")):
+            out["anon" if line.startswith("RssAnon") else "file"] = int(line.split()[1]) * 1024
+    return out
 
 
 def _report(args, factory, timings, cpu, build_peak, rss_open, rss_serving, rows, model, lists_bytes,
@@ -194,29 +204,30 @@ def _report(args, factory, timings, cpu, build_peak, rss_open, rss_serving, rows
         f"{cpu['train'] + cpu['add and merge']:,.1f} |",
         "",
         "| memory and files | measured | model (index/ondisk.py MemoryModel) |", "|---|---:|---:|",
-        f"| peak RSS of the whole build (includes one block of floats, the queries and the truth) | "
-        f"{build_peak / gib:.2f} GiB | {model.build_peak(args.block_rows) / gib:.2f} GiB |",
-        f"| RSS of a fresh process after opening the index (lists memory-mapped, not read) | "
-        f"{rss_open / gib:.2f} GiB | {model.ram / 2**20:.1f} MiB resident index |",
-        "| its RSS after all searches (with the list and vector pages they touched) | "
-        f"{rss_serving / gib:.2f} GiB | "
+        f"| peak RSS of the whole build (with the Python runtime, the queries and the truth) | "
+        f"{build_peak / gib:.2f} GiB | {model.build_peak(args.block_rows) / gib:.2f} GiB "
+        "(the index's part) |",
+        "| a fresh process after opening the index and the vectors (memory-mapped): own memory, "
+        f"mapped file pages | {rss_open['anon'] / gib:.2f} GiB, {rss_open['file'] / gib:.2f} GiB | "
+        f"{model.ram / 2**20:.1f} MiB resident index |",
+        "| the same after all searches: own memory, mapped file pages (the lists and vector rows they "
+        f"touched, page cache) | {rss_serving['anon'] / gib:.2f} GiB, {rss_serving['file'] / gib:.2f} GiB | "
         f"{model.hot_lists(max(args.nprobe)) / 2**20:.1f} MiB read a query at nprobe {max(args.nprobe)} |",
         f"| inverted lists on disk | {lists_bytes / gib:.2f} GiB | {model.lists_disk / gib:.2f} GiB |",
         f"| float32 vectors on disk (re-ranking) | {vectors_bytes / gib:.2f} GiB | "
         f"{model.vectors_disk / gib:.2f} GiB |",
         "",
-        f"| nprobe | recall@10, PQ | QPS 1 thread, PQ (per CPU second) | recall@10, top {args.rerank} "
-        "re-ranked exactly | QPS 1 thread, re-ranked (per CPU second) |", "|---:|---:|---:|---:|---:|",
-        *[f"| {p} | {r:.4f} | {q:,.0f} ({qc:,.0f}) | {rr:.4f} | {rq:,.0f} ({rqc:,.0f}) |"
-          for p, r, q, qc, rr, rq, rqc in rows],
+        "| nprobe | PQ candidates re-ranked exactly | recall@10 | QPS 1 thread (per CPU second) |",
+        "|---:|---:|---:|---:|",
+        *[f"| {p} | {c or 'none: PQ scores'} | {r:.4f} | {q:,.0f} ({qc:,.0f}) |" for p, c, r, q, qc in rows],
         "",
         "QPS: one query a call on one thread, wall clock; in brackets, queries per CPU second of the "
         "measuring process, which the load of other jobs on the shared cores does not lower.",
         "",
         "The lists and vectors files were just written, so the page cache held them while measuring: these "
         "are warm-cache figures. From a cold disk each query reads its nprobe lists (sequential runs) and "
-        f"{args.rerank} scattered vector rows of {args.dim * 4} bytes; on an NVMe disk that is on the order "
-        "of a millisecond more a query.",
+        f"{max(args.rerank)} scattered vector rows of {args.dim * 4} bytes; on an NVMe disk that is on the "
+        "order of a millisecond more a query.",
     ]
     return "\n".join(lines)
 
@@ -230,6 +241,7 @@ class _Log:
 
 
 if __name__ == "__main__":  # the measuring child of run_ondisk
-    work_dir, n_rows, dim_, nprobe_list, rerank_k = sys.argv[1:6]
+    work_dir, n_rows, dim_, nprobe_list, rerank_list = sys.argv[1:6]
     print(json.dumps(measure_search(Path(work_dir), int(n_rows), int(dim_),
-                                    [int(v) for v in nprobe_list.split(",")], int(rerank_k))))
+                                    [int(v) for v in nprobe_list.split(",")],
+                                    [int(v) for v in rerank_list.split(",")])))
