@@ -144,7 +144,7 @@ def run_scale(raw_sizes: str, n_items: int, folder: Path, out: Path) -> int:
 def _report(rows: list[dict], command: str, load: float, n_items: int) -> str:
     lines = [f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()} with "
              f"{cpu_count()} cores shared with other jobs (load average {load:.1f} at the start; the fits "
-             f"ran under `nice -n 19`, so times are upper bounds). Command: `{command}`", "",
+             f"ran at nice {os.nice(0)}, so times are upper bounds). Command: `{command}`", "",
              *[paragraph.replace("\n", " ") + "\n" for paragraph in __doc__.strip().split("\n\n")[1:]],
              "| events | users | items (with events) | file | read in chunks | clean | matrices | "
              "cosine fit | total | peak RSS after matrices | peak RSS | bytes / event at peak |",

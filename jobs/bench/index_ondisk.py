@@ -189,7 +189,8 @@ def _report(args, factory, timings, cpu, build_peak, rss_open, rss_serving, rows
     lines = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} cores shared with other jobs (load average {load_before:.1f} at the start, "
-        f"{os.getloadavg()[0]:.1f} at the end), faiss {faiss.__version__}. Command: `{cmd}`",
+        f"{os.getloadavg()[0]:.1f} at the end; this process at nice {os.nice(0)}), "
+        f"faiss {faiss.__version__}. Command: `{cmd}`",
         "",
         __doc__.strip().split("\n\n")[1].replace("\n", " "),
         "",
@@ -225,9 +226,11 @@ def _report(args, factory, timings, cpu, build_peak, rss_open, rss_serving, rows
         "measuring process, which the load of other jobs on the shared cores does not lower.",
         "",
         "The lists and vectors files were just written, so the page cache held them while measuring: these "
-        "are warm-cache figures. From a cold disk each query reads its nprobe lists (sequential runs) and "
-        f"{max(args.rerank)} scattered vector rows of {args.dim * 4} bytes; on an NVMe disk that is on the "
-        "order of a millisecond more a query.",
+        "are warm-cache figures. From a cold disk a query reads its nprobe lists (each one sequential run) "
+        f"and {max(args.rerank)} scattered vector rows, each a random 4 KiB read (tens of microseconds on "
+        "NVMe): milliseconds a query unless the vectors file stays in the page cache or the re-ranking "
+        "uses 8-bit codes held in memory. Mapped file pages are page cache: shared, and given back under "
+        "memory pressure; the process's own memory is the first figure.",
     ]
     return "\n".join(lines)
 
