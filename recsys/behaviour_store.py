@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ import scipy.sparse as sp
 from recsys.cleaning import CleaningConfig, clean_events
 from recsys.errors import InputError
 from recsys.evaluation import Settings, VisualVectors, choose_settings, item_space_of
+from recsys.event_codes import EventCodes
+from recsys.events import iter_events, load_events
 from recsys.interactions import Interactions, from_events
 from recsys.models import (
     DEFAULT_BEHAVIOUR_MODELS,
@@ -51,6 +54,9 @@ BEHAVIOUR_DIR = "behaviour"
 MANIFEST = "behaviour.json"
 DONORS_FILE = "cold_donors.npz"
 RANKER_FILE = "ranker.txt"
+# an events file larger than this many events is not loaded as a frame: settings are chosen on a
+# sample of its users of about this size, the model is fitted on all of it (fit_behaviour_file)
+VALIDATION_EVENTS = 2_000_000
 
 
 @dataclass
@@ -106,17 +112,56 @@ def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions
     events = clean_events(events, options.cleaning)
     vectors = VisualVectors.from_loaded(loaded)
     item_space = item_space_of(events, vectors)
+    settings = _settings(events, item_space, vectors, options)
+    interactions = from_events(events, item_space, settings.recency_half_life_days or None)
+    return _assemble(settings, interactions, vectors, loaded, options, len(events),
+                     (int(events.timestamp.min()), int(events.timestamp.max())))
+
+
+def fit_behaviour_file(path: str | Path, loaded: LoadedIndex, options: FitOptions | None = None,
+                       event_weights: Mapping[str, float] | None = None,
+                       validation_events: int = VALIDATION_EVENTS, batch_rows: int = 1_000_000) -> Behaviour:
+    """`fit_behaviour` over an events file, read in chunks of `batch_rows` rows (recsys.event_codes).
+
+    A file of at most `validation_events` events is fitted exactly as fit_behaviour(load_events(path))
+    fits it. A larger one never becomes a frame: its settings are chosen on the events of a random
+    sample of its users (about `validation_events` events, whole histories), and the chosen model is
+    fitted on every event, held as integer codes (25 bytes an event)."""
+    options = options or FitOptions()
+    vectors = VisualVectors.from_loaded(loaded)
+    codes = EventCodes.read(iter_events(path, event_weights, batch_rows), vectors.item_ids)
+    if len(codes) <= validation_events:
+        del codes
+        return fit_behaviour(load_events(path, event_weights), loaded, options)
+    codes = codes.clean(options.cleaning)
+    sample = codes.user_sample(validation_events)
+    log.info("%s: %d events; settings chosen on %d events of %d sampled users", path, len(codes), len(sample),
+             sample.user_id.nunique())
+    settings = _settings(sample, codes.items, vectors, options)
+    del sample
+    interactions = codes.interactions(settings.recency_half_life_days or None)
+    return _assemble(settings, interactions, vectors, loaded, options, len(codes),
+                     (int(codes.timestamp.min()), int(codes.timestamp.max())))
+
+
+def _settings(events: pd.DataFrame, item_space: np.ndarray, vectors: VisualVectors,
+              options: FitOptions) -> Settings:
     names = [options.model] if options.model != "auto" else usable_behaviour_models(
         list(DEFAULT_BEHAVIOUR_MODELS), len(item_space))
     try:
-        settings = choose_settings(events, item_space, names, options.k, vectors, options.hybrid_weight,
-                                   options.recency_half_life_days)
+        return choose_settings(events, item_space, names, options.k, vectors, options.hybrid_weight,
+                               options.recency_half_life_days)
     except InputError as exc:  # too few events to validate on
         log.warning("cannot validate (%s); using %s with defaults", exc, names[0])
-        settings = Settings(names[0], {}, options.recency_half_life_days or 0.0,
-                            0.5 if options.hybrid_weight is None else options.hybrid_weight,
-                            validation={"skipped": str(exc)})
-    interactions = from_events(events, item_space, settings.recency_half_life_days or None)
+        return Settings(names[0], {}, options.recency_half_life_days or 0.0,
+                        0.5 if options.hybrid_weight is None else options.hybrid_weight,
+                        validation={"skipped": str(exc)})
+
+
+def _assemble(settings: Settings, interactions: Interactions, vectors: VisualVectors, loaded: LoadedIndex,
+              options: FitOptions, n_events: int, event_time: tuple[int, int]) -> Behaviour:
+    """The chosen model fitted on `interactions`, the visual neighbours, and the manifest."""
+    item_space = interactions.item_ids
     visual = visual_from_index(loaded, item_space, options.visual_neighbours)
     model = make_behaviour_model(settings.behaviour_model, **settings.behaviour_params).fit(interactions)
     donors = projected_donors(interactions, vectors.item_ids, vectors.vectors) \
@@ -141,10 +186,10 @@ def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions
         "settings": chosen,
         "recency_half_life_days": settings.recency_half_life_days,
         "visual_neighbours": options.visual_neighbours,
-        "counts": {"events": len(events), "users": len(interactions.user_ids), "items": len(item_space),
+        "counts": {"events": n_events, "users": len(interactions.user_ids), "items": len(item_space),
                    "items_with_behaviour": int(model.has_neighbours().sum()),
                    "catalogue_items": len(vectors.item_ids)},
-        "event_time": {"first": int(events.timestamp.min()), "last": int(events.timestamp.max())},
+        "event_time": {"first": event_time[0], "last": event_time[1]},
     }
     return Behaviour(manifest, model, visual, interactions, donors, ranker, cold_factors)
 

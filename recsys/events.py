@@ -3,12 +3,15 @@
 Every loader returns one frame with the columns of EVENT_COLUMNS: `user_id` and `item_id` (str),
 `timestamp` (int64 epoch seconds), `event` (str) and `weight` (float64). A bad file raises
 `InputError` naming the file, the row (1-based, counting data rows) and the column.
+
+`load_events` reads a whole file; `iter_events` reads it in chunks of rows (Parquet record batches,
+CSV chunks), each validated alike, so that a file of 50M events never sits in memory as one frame.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +77,51 @@ def load_events(path: str | Path, event_weights: Mapping[str, float] | None = No
     return events
 
 
+def iter_events(path: str | Path, event_weights: Mapping[str, float] | None = None,
+                batch_rows: int = 1_000_000) -> Iterator[pd.DataFrame]:
+    """The events of a file as validated frames of at most `batch_rows` rows, in file order.
+
+    Parquet and CSV are read chunk by chunk (an error names the row within the whole file);
+    MovieLens and RecBole files, small by nature, come as one chunk."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: events file not found")
+    weights = dict(DEFAULT_EVENT_WEIGHTS if event_weights is None else event_weights)
+    fmt = detect_format(path)
+    if fmt not in ("parquet", "csv"):
+        yield load_events(path, weights)
+        return
+    first_row = 0
+    for raw in _raw_chunks(path, fmt, batch_rows):
+        if len(raw) == 0:
+            continue
+        yield _validate(raw, path, weights, first_row)
+        first_row += len(raw)
+    if first_row == 0:
+        raise InputError(f"{path}: holds no events")
+
+
+def _raw_chunks(path: Path, fmt: str, batch_rows: int) -> Iterator[pd.DataFrame]:
+    if fmt == "csv":
+        try:
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            yield from pd.read_csv(path, sep=sep, header=0, dtype=str, keep_default_na=False,
+                                   skip_blank_lines=True, chunksize=batch_rows)
+        except pd.errors.ParserError as exc:
+            raise InputError(f"{path}: malformed row ({exc})") from None
+        except (UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+            raise InputError(f"{path}: not a readable text events file ({exc})") from None
+        return
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(path)
+        for batch in reader.iter_batches(batch_size=batch_rows):
+            yield batch.to_pandas()
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for bad files
+        raise InputError(f"{path}: not a readable Parquet file ({exc})") from None
+
+
 def _read_text(path: Path, sep: str, header: int | None, names: list[str] | None = None) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep=sep, header=header, names=names, dtype=str, keep_default_na=False,
@@ -104,7 +152,22 @@ def _fail(path: Path, row: int, column: str, problem: str) -> InputError:
     return InputError(f"{path}: row {row + 1}, column {column!r}: {problem}")
 
 
-def _validate(raw: pd.DataFrame, path: Path, weights: Mapping[str, float]) -> pd.DataFrame:
+def _validate(raw: pd.DataFrame, path: Path, weights: Mapping[str, float],
+              first_row: int = 0) -> pd.DataFrame:
+    """`first_row`: where this chunk starts in the file (0-based), for the row an error names."""
+    try:
+        return _validate_chunk(raw.reset_index(drop=True), path, weights)
+    except _BadRow as bad:
+        raise _fail(path, first_row + bad.row, bad.column, bad.problem) from None
+
+
+class _BadRow(Exception):
+    def __init__(self, row: int, column: str, problem: str) -> None:
+        super().__init__(problem)
+        self.row, self.column, self.problem = row, column, problem
+
+
+def _validate_chunk(raw: pd.DataFrame, path: Path, weights: Mapping[str, float]) -> pd.DataFrame:
     missing = [c for c in ("user_id", "item_id", "timestamp") if c not in raw.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; found {list(raw.columns)}")
@@ -115,7 +178,7 @@ def _validate(raw: pd.DataFrame, path: Path, weights: Mapping[str, float]) -> pd
         values = raw[column]
         empty = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
         if empty.any():
-            raise _fail(path, int(np.flatnonzero(empty)[0]), column, "empty id")
+            raise _BadRow(int(np.flatnonzero(empty)[0]), column, "empty id")
         out[column] = values.astype(str).str.strip()
     out["timestamp"] = _parse_timestamps(raw["timestamp"], path)
     if "event" in raw.columns:
@@ -123,7 +186,7 @@ def _validate(raw: pd.DataFrame, path: Path, weights: Mapping[str, float]) -> pd
         unknown = ~event.isin(list(weights))
         if unknown.any():
             row = int(np.flatnonzero(unknown.to_numpy())[0])
-            raise _fail(path, row, "event", f"unknown event {event.iloc[row]!r}; known: {sorted(weights)}")
+            raise _BadRow(row, "event", f"unknown event {event.iloc[row]!r}; known: {sorted(weights)}")
         out["event"] = event
     else:
         out["event"] = "interaction"
@@ -135,7 +198,7 @@ def _validate(raw: pd.DataFrame, path: Path, weights: Mapping[str, float]) -> pd
         )
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise _fail(path, row, "weight", f"{raw['weight'].iloc[row]!r} is not a number >= 0")
+            raise _BadRow(row, "weight", f"{raw['weight'].iloc[row]!r} is not a number >= 0")
         base = base * given.astype(np.float64)
     out["weight"] = base
     return out.reset_index(drop=True)[EVENT_COLUMNS]
@@ -146,10 +209,16 @@ def _parse_timestamps(values: pd.Series, path: Path) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
         if parsed.isna().any():
-            raise _fail(path, int(np.flatnonzero(parsed.isna().to_numpy())[0]), "timestamp", "missing")
+            raise _BadRow(int(np.flatnonzero(parsed.isna().to_numpy())[0]), "timestamp", "missing")
         if parsed.dt.tz is None:
             parsed = parsed.dt.tz_localize("UTC")
         return _epoch_seconds(parsed).to_numpy()
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
+        out = values.to_numpy(np.int64)  # epoch seconds already (a large file's common case: no text)
+        if (out < 0).any():
+            row = int(np.flatnonzero(out < 0)[0])
+            raise _BadRow(row, "timestamp", f"{values.iloc[row]!r} is before 1970")
+        return out
     text = values.astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     is_number = numbers.notna().to_numpy()
@@ -162,12 +231,12 @@ def _parse_timestamps(values: pd.Series, path: Path) -> np.ndarray:
         bad = dates.isna().to_numpy()
         if bad.any():
             row = int(np.flatnonzero(~is_number)[np.flatnonzero(bad)[0]])
-            raise _fail(path, row, "timestamp",
-                        f"{values.iloc[row]!r} is neither epoch seconds nor an ISO 8601 time")
+            raise _BadRow(row, "timestamp",
+                          f"{values.iloc[row]!r} is neither epoch seconds nor an ISO 8601 time")
         out[~is_number] = _epoch_seconds(dates).to_numpy()
     if (out < 0).any():
         row = int(np.flatnonzero(out < 0)[0])
-        raise _fail(path, row, "timestamp", f"{values.iloc[row]!r} is before 1970")
+        raise _BadRow(row, "timestamp", f"{values.iloc[row]!r} is before 1970")
     return out
 
 

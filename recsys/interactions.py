@@ -81,19 +81,39 @@ def from_events(
     items = np.array(known + extra, dtype=str)
     item_codes = pd.Index(items).get_indexer(events.item_id)
     user_codes, users = pd.factorize(events.user_id, sort=False)
-    weights = events.weight.to_numpy(np.float64)
-    last = events.groupby(user_codes).timestamp.transform("max").to_numpy()
-    recency = weights * decay(events.timestamp.to_numpy(), last, recency_half_life_days) \
+    return from_codes(user_codes, np.asarray(users, dtype=str), item_codes, items,
+                      events.weight.to_numpy(np.float64), events.timestamp.to_numpy(),
+                      recency_half_life_days, trending_half_life_days)
+
+
+def from_codes(
+    user_codes: np.ndarray,
+    users: np.ndarray,
+    item_codes: np.ndarray,
+    items: np.ndarray,
+    weights: np.ndarray,
+    timestamps: np.ndarray,
+    recency_half_life_days: float | None = 14.0,
+    trending_half_life_days: float = 30.0,
+) -> Interactions:
+    """The matrices from events given as codes: event e is user `users[user_codes[e]]` on item
+    `items[item_codes[e]]` (float64 `weights`, int64 epoch-second `timestamps`); what `from_events`
+    and the chunked reader (recsys.event_codes) both build with."""
+    if len(weights) == 0:
+        raise InputError("no events to fit on")
+    weights = np.asarray(weights, dtype=np.float64)
+    last = np.full(len(users), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, user_codes, timestamps)  # each user's newest event
+    recency = weights * decay(timestamps, last[user_codes], recency_half_life_days) \
         if recency_half_life_days else weights
     shape = (len(users), len(items))
     matrix = sp.csr_matrix((weights, (user_codes, item_codes)), shape=shape, dtype=np.float64)
     recent = sp.csr_matrix((recency, (user_codes, item_codes)), shape=shape, dtype=np.float64)
-    times = events.timestamp.to_numpy()
-    trending = np.bincount(item_codes, weights * decay(times, int(times.max()), trending_half_life_days),
+    newest = int(timestamps.max())
+    trending = np.bincount(item_codes, weights * decay(timestamps, newest, trending_half_life_days),
                            minlength=len(items))
     for m in (matrix, recent):
         m.sum_duplicates()
         m.eliminate_zeros()
-    return Interactions(np.asarray(users, dtype=str), items, matrix.astype(np.float32),
-                        recent.astype(np.float32), trending.astype(np.float32))
-
+    return Interactions(users, items, matrix.astype(np.float32), recent.astype(np.float32),
+                        trending.astype(np.float32))

@@ -42,6 +42,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-hnswlib", action="store_true", help="leave hnswlib out")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"), help="'-' prints only")
+    ondisk = parser.add_argument_group("--ondisk: IVF-PQ with inverted lists on disk, for 10M items and more "
+                                       "(jobs/bench/index_ondisk.py; its own BENCHMARKS.md section)")
+    ondisk.add_argument("--ondisk", action="store_true", help="run this benchmark instead of the comparison")
+    ondisk.add_argument("--nlist", type=int, default=4096)
+    ondisk.add_argument("--pq", type=int, default=32, help="PQ code bytes a vector")
+    ondisk.add_argument("--train", type=int, default=163_840, help="training vectors (40 a list)")
+    ondisk.add_argument("--block-rows", type=int, default=1_000_000, help="vectors added per block")
+    ondisk.add_argument("--nprobe", type=lambda s: [int(v) for v in s.split(",")], default=[8, 16, 32, 64])
+    ondisk.add_argument("--rerank", type=lambda s: [int(v) for v in s.split(",")], default=[100, 400],
+                        help="PQ candidates re-ranked exactly (each value measured)")
+    ondisk.add_argument("--work-dir", type=Path, default=Path("bench-ondisk"),
+                        help="where the index and vectors files go (removed after unless --keep)")
+    ondisk.add_argument("--keep", action="store_true")
     parser.set_defaults(func=run)
 
 
@@ -53,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from index.synthetic import clustered_vectors
     from index.tuning import apply_search_params, exact_knn, hnsw_of
 
+    if args.ondisk:
+        from jobs.bench.index_ondisk import run_ondisk
+
+        return run_ondisk(args)
     if args.n < 100 or args.queries < 10 or args.dim < 4:
         raise UsageError("--n must be at least 100, --queries at least 10, --dim at least 4")
     nthreads = threads.build_threads()

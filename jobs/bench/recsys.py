@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--scale", default=None, metavar="ITEMS,USERS,EVENTS",
                         help="also time the co-occurrence fit on synthetic power-law events of this size")
+    parser.add_argument("--scale-events", default=None, metavar="N,N,...",
+                        help="instead of the tables: time the behaviour fit (chunked read, matrices, cosine) "
+                             "at these event counts, each in a fresh process (jobs/bench/behaviour_scale.py)")
+    parser.add_argument("--scale-items", type=int, default=1_000_000, help="items for --scale-events")
+    parser.add_argument("--scale-dir", type=Path, default=Path("bench-scale"),
+                        help="where --scale-events keeps its generated events files (reused when present)")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.set_defaults(func=run)
 
@@ -68,6 +74,10 @@ def find_movielens(given: Path | None) -> Path:
 def run(args: argparse.Namespace) -> int:
     from recsys.evaluation import format_table
 
+    if args.scale_events:
+        from jobs.bench.behaviour_scale import run_scale
+
+        return run_scale(args.scale_events, args.scale_items, args.scale_dir, args.out)
     command = "recsys " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     parts = [f"Measured {datetime.now(timezone.utc):%Y-%m-%d} on {platform.machine()} with "

@@ -104,11 +104,11 @@ def _cleaning(args: argparse.Namespace) -> CleaningConfig:
 def run_fit(args: argparse.Namespace) -> int:
     from index.remote import synced_store
     from index.store import DEFAULT_KEEP, IndexStore, load_version
-    from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
+    from recsys.behaviour_store import FitOptions, fit_behaviour_file, write_version
 
     if args.hybrid_weight is not None and not 0 <= args.hybrid_weight <= 1:
         raise UsageError(f"--hybrid-weight {args.hybrid_weight}: must lie in [0, 1]")
-    events = _load_events(args)
+    weights = _event_weights(args.event_weights)
     with synced_store(args.store, (args.version,), keep=DEFAULT_KEEP) as root:  # remote: via its mirror
         base = args.version or IndexStore(root).current_version()
         if base is None:
@@ -116,7 +116,7 @@ def run_fit(args: argparse.Namespace) -> int:
         loaded = load_version(root, base)
         options = FitOptions(model=args.model, hybrid_weight=args.hybrid_weight,
                              recency_half_life_days=args.recency_half_life_days, cleaning=_cleaning(args))
-        behaviour = fit_behaviour(events, loaded, options)
+        behaviour = fit_behaviour_file(args.events, loaded, options, weights)  # large files in chunks
         version = write_version(root, base, behaviour, str(args.events), publish=not args.no_publish)
     print(version)
     return 0
