@@ -14,6 +14,8 @@ class Settings:
     store: Path
     # Bearer token for /v1/admin/*; None disables those routes (403).
     admin_token: str | None = None
+    # Bearer token for the routes with personal data (user, session and batch); None leaves them open.
+    api_token: str | None = None
     # Seconds between checks of the store's CURRENT file; 0 turns the watcher off.
     reload_interval_s: float = 2.0
     upload_max_bytes: int = 10 * MIB
@@ -34,11 +36,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, store: Path | str, **overrides: object) -> Settings:
-        """Settings for `store`, with the token and CORS origins from the environment."""
+        """Settings for `store`, with the tokens and CORS origins from the environment."""
         origins = os.environ.get("RECSYS_CORS_ORIGINS", "")
         values: dict[str, object] = {
             "store": Path(store),
             "admin_token": os.environ.get("RECSYS_ADMIN_TOKEN") or None,
+            "api_token": os.environ.get("RECSYS_API_TOKEN") or None,
             "cors_origins": tuple(o.strip() for o in origins.split(",") if o.strip()),
         }
         values.update(overrides)
