@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embeddings import faults
 from embeddings.files import atomic_write_json, atomic_write_text, file_sha256
 from index.errors import IndexLoadError, InputError
 
@@ -269,6 +270,7 @@ class VersionWriter:
         """Where the version's file `name` (a path inside the version) is written; its folder exists."""
         path = self.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        faults.point(f"version-file:{name}")
         return path
 
     def commit(self, fields: Mapping[str, Any]) -> Path:
@@ -278,7 +280,6 @@ class VersionWriter:
         `created_at`, `base_version` (for a derived version) and the SHA-256 of every file. A linked
         file keeps the checksum the base recorded, so a base file corrupted since is still caught.
         """
-        (self.path / WRITER_FILE).unlink(missing_ok=True)
         linked = self._link_base()
         recorded = self.base_meta.get("checksums") or {}
         meta = {key: value for key, value in self.base_meta.items() if key != "checksums"}
@@ -291,14 +292,17 @@ class VersionWriter:
             for name in self._files()
         }
         atomic_write_json(meta, self.path / META)
+        faults.point("version:commit")
         os.rename(self.path, self.final)
         self.committed = True
+        # Removed only now: a writer killed before the rename leaves a staging folder that names it.
+        (self.final / WRITER_FILE).unlink(missing_ok=True)
         return self.final
 
     def _files(self) -> list[str]:
         """Every file of the version but meta.json, by its path inside the version."""
         return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
-                      if p.is_file() and p != self.path / META)
+                      if p.is_file() and p not in (self.path / META, self.path / WRITER_FILE))
 
     def _link_base(self) -> set[str]:
         if self.base_dir is None:
