@@ -4,11 +4,10 @@ raises InputError whose message names the file (and where it can, the row or key
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +52,6 @@ def reads_or_names(call: Callable[[], Any], *names: str | Path) -> Any:
         assert any(str(name) in message for name in names), f"message names none of {names}: {message}"
         assert "Traceback" not in message
         return None
-
-
-@contextlib.contextmanager
-def raises_input_error(*names: str | Path) -> Iterator[None]:
-    try:
-        yield
-    except InputError as exc:
-        assert any(str(name) in str(exc) for name in names), f"message names none of {names}: {exc}"
-    else:
-        raise AssertionError(f"no InputError (expected one naming {names})")
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
