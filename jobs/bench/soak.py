@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import re
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from index.build import build_version
     from index.store import IndexStore
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the sampler asks /readyz every second
     if shutil.which("wrk") is None:
         raise UsageError("recsys bench soak needs wrk on the PATH (Debian: apt-get install -y wrk)")
     if args.items < 100 or args.duration < 60 or args.every <= 0 or args.connections < 1:
