@@ -7,7 +7,10 @@ in its own process, and `wrk` asks for the similar items of random items at `--c
 the serving one: its files hard-linked, one small file of its own, so each publish is a real new
 version id that the server must load and swap in). Reported: every failed request (connect, read,
 write, timeout, non-2xx), the versions the server swapped to, and the server's resident memory
-sampled each second (first and last minute, peak, and the trend in MB per minute).
+sampled each second (first and last minute, peak, and the trend in MB per minute). Then
+`--unknown-users` distinct users the version does not know ask for 200 items each (their answers are
+shared: one cache entry), with the server's memory before and after (the store gets behaviour data
+from synthetic events first, if it has none).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="reuse (or keep) the synthetic store here instead of a temporary folder")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--unknown-users", type=int, default=15_000,
+                        help="after the soak: distinct unknown users at k=200 (memory before, after)")
     parser.set_defaults(func=run)
 
 
@@ -70,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             build_version(synthetic_embeddings(work / "set", args.items, args.dim), store.root, publish=True)
         elif (count := int(store.versions()[-1]["count"])) != args.items:
             raise UsageError(f"--store {store.root}: holds a {count}-item index, not {args.items}")
+        if args.unknown_users and not (store.version_dir(store.current_version()) / "behaviour").is_dir():
+            _fit_behaviour(store, args.items)
         result = _soak(args, store, work)
     finally:
         store.prune(keep=2)
@@ -80,6 +87,47 @@ def run(args: argparse.Namespace) -> int:
     if result["failed"]:
         raise JobFailed(f"{result['failed']} requests failed during the soak")
     return 0
+
+
+def _fit_behaviour(store: IndexStore, items: int) -> None:
+    """Behaviour data for the user route: cooccurrence over synthetic events (5,000 users, 20 views
+    each, over the first tenth of the items), published as a version derived from the serving one."""
+    import pandas as pd
+
+    from index.store import load_version
+    from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
+
+    rng = np.random.default_rng(0)
+    users, per_user = 5_000, 20
+    events = pd.DataFrame({
+        "user_id": np.repeat([f"user{u}" for u in range(users)], per_user),
+        "item_id": [f"item{i:07d}" for i in rng.integers(0, max(items // 10, 100), users * per_user)],
+        "timestamp": np.sort(rng.integers(1_700_000_000, 1_700_000_000 + 30 * 86_400, users * per_user)),
+        "event": "view", "weight": 1.0})
+    base = store.current_version()
+    behaviour = fit_behaviour(events, load_version(store.root, base, mmap=False),
+                              FitOptions(model="cooc", hybrid_weight=0.5, recency_half_life_days=0))
+    write_version(store.root, base, behaviour, "synthetic soak events", publish=True)
+
+
+def _unknown_users(base: str, pid: int, count: int) -> dict:
+    """`count` distinct unknown users at k=200 (8 client threads); the server's RSS before and after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    before = _rss_mib(pid)
+    failed = 0
+    with httpx.Client(base_url=base, timeout=30) as client:
+        def ask(n: int) -> bool:
+            answer = client.get(f"/v1/users/soak-stranger-{n}/recommendations", params={"k": 200})
+            return answer.status_code == 200
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            failed = sum(not ok for ok in pool.map(ask, range(count)))
+        seconds = time.perf_counter() - started
+    return {"count": count, "before": before, "after": _rss_mib(pid), "failed": failed, "seconds": seconds}
 
 
 class Sampler(threading.Thread):
@@ -156,6 +204,7 @@ def _soak(args: argparse.Namespace, store: IndexStore, work: Path) -> dict:
         import httpx
 
         metrics = httpx.get(base + "/metrics", timeout=5).text
+        strangers = _unknown_users(base, server.pid, args.unknown_users) if args.unknown_users else None
     finally:
         server.terminate()
         try:
@@ -170,7 +219,7 @@ def _soak(args: argparse.Namespace, store: IndexStore, work: Path) -> dict:
     result["failed"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
     served = [v for v in sampler.versions if v != first]
     result.update(first=first, published=published, swapped=[v for v in published if v in served],
-                  rss=sampler.rss, load=(load_before, load_after),
+                  rss=sampler.rss, load=(load_before, load_after), strangers=strangers,
                   reload_failures=_metric(metrics, 'recsys_reloads_total{result="failure"}'))
     return result
 
@@ -209,8 +258,15 @@ def _report(args: argparse.Namespace, r: dict) -> str:
     late_slope = float(np.polyfit(times[after_warmup] / 60, mib[after_warmup], 1)[0]) \
         if after_warmup.sum() > 2 else float("nan")
     command = (f"nice -n 0 recsys bench soak --items {args.items} --dim {args.dim} "
-               f"--duration {args.duration} --every {args.every:g} --connections {args.connections}")
+               f"--duration {args.duration} --every {args.every:g} --connections {args.connections} "
+               f"--unknown-users {args.unknown_users}")
     errors = "/".join(str(r[k]) for k in ("connect", "read", "write", "timeout", "status"))
+    strangers = ""
+    if r["strangers"]:
+        u = r["strangers"]
+        strangers = (f"- Then {u['count']:,} distinct unknown users at k=200 (8 client threads, "
+                     f"{u['seconds']:.1f} s, {u['failed']} failed): server RSS {u['before']:.0f} MiB before, "
+                     f"{u['after']:.0f} MiB after ({u['after'] - u['before']:+.0f} MiB).\n")
     return f"""`{command}` (jobs/bench/soak.py): `recsys serve` on loopback over a {args.items:,}-item
 synthetic index (dim {args.dim}), `wrk -t1 -c{args.connections}` asking GET similar of random items for
 {args.duration} s, while a new version (derived from the serving one: files hard-linked, a file of its own)
@@ -229,4 +285,4 @@ before, {r['load'][1]:.1f} after.
 - Server resident memory (VmRSS, each second): first minute median {np.median(first_min):.0f} MiB, last
   minute median {np.median(last_min):.0f} MiB, peak {mib.max():.0f} MiB; trend {slope:+.1f} MiB/min over
   the whole run, {late_slope:+.1f} MiB/min after the first minute.
-"""
+{strangers}"""
