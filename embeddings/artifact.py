@@ -13,6 +13,7 @@ folder into a `Backbone`).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ import numpy as np
 from embeddings.errors import InputError
 from embeddings.files import atomic_write_json
 from embeddings.names import MODEL_RUNTIMES
+from embeddings.preprocess import PIL_RESAMPLING
 
 if TYPE_CHECKING:
     import torch
@@ -31,6 +33,8 @@ MODEL_JSON = "model.json"
 WEIGHTS = "model.safetensors"
 ONNX = "model.onnx"
 PROJECTION = "projection.npy"
+CROP_MODES = ("center", "squash", "border")  # timm's eval crop modes
+MAX_INPUT_SIDE = 4096  # pixels a side of the model's input: beyond any image model this project runs
 
 
 def write_artifact(
@@ -104,24 +108,80 @@ def update_fidelity(path: Path, fidelity: dict[str, Any]) -> None:
 
 
 def read_model_json(path: Path) -> dict[str, Any]:
-    """An artifact folder's model.json, checked: required fields, a known runtime, every file present."""
+    """An artifact folder's model.json, checked: required fields of the right types, a known runtime,
+    every file present; InputError naming the file and the key otherwise."""
     path = Path(path)
     file = path / MODEL_JSON
     if not file.is_file():
         raise InputError(f"{path}: not a model artifact (no {MODEL_JSON})")
     try:
-        record = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
+        record = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InputError(f"{file}: not valid JSON ({exc})") from None
+    _check_record(record, file)
+    return record
+
+
+def _check_record(record: Any, file: Path) -> None:
+    """The keys readers rely on (backbones, preprocess, the runtimes), each of the type they use, and
+    the files it names present beside it."""
+    def bad(key: str, want: str, value: Any) -> InputError:
+        return InputError(f"{file}: key {key!r} must be {want} (got {json.dumps(value)[:80]})")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+    def positive_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    if not isinstance(record, dict):
+        raise InputError(f"{file}: must be a JSON object, not {type(record).__name__}")
     for key in ("arch", "data_config", "dim", "engine", "files"):
         if key not in record:
             raise InputError(f"{file}: field {key!r} is missing")
-    if record["engine"] not in MODEL_RUNTIMES:
+    if not isinstance(record["arch"], str) or not record["arch"]:
+        raise bad("arch", "a model name", record["arch"])
+    if not isinstance(record["engine"], str) or record["engine"] not in MODEL_RUNTIMES:
         raise InputError(f"{file}: engine {record['engine']!r} is not one of {', '.join(MODEL_RUNTIMES)}")
-    for name in record["files"].values():
-        if not (path / name).is_file():
-            raise InputError(f"{path}: {name} named in {MODEL_JSON} is missing")
-    return record
+    files = record["files"]
+    if not isinstance(files, dict) or not all(_plain_name(name) for name in files.values()):
+        raise bad("files", "an object of file names inside the folder", files)
+    needed = {"onnx": "onnx", "torch": "weights"}[record["engine"]]
+    if needed not in files:
+        raise bad("files", f"an object naming the {needed!r} file of engine {record['engine']}", files)
+    for name in files.values():
+        if not (file.parent / name).is_file():
+            raise InputError(f"{file.parent}: {name} named in {MODEL_JSON} is missing")
+    for key in ("dim", "feature_dim"):
+        if not positive_int(record.get(key)):
+            raise bad(key, "a positive integer", record.get(key))
+    config = record["data_config"]
+    if not isinstance(config, dict):
+        raise bad("data_config", "an object", config)
+    size = config.get("input_size")
+    if not (isinstance(size, list) and len(size) == 3 and all(map(positive_int, size)) and size[0] == 3
+            and max(size) <= MAX_INPUT_SIDE):
+        raise bad("data_config.input_size", f"[3, height, width] (integers from 1 to {MAX_INPUT_SIDE})", size)
+    for key in ("mean", "std"):
+        values = config.get(key)
+        if not (isinstance(values, list) and len(values) == 3 and all(number(v) for v in values)):
+            raise bad(f"data_config.{key}", "three numbers", values)
+    if any(v == 0 for v in config["std"]):
+        raise bad("data_config.std", "three numbers other than 0", config["std"])
+    crop_pct = config.get("crop_pct")
+    if crop_pct is not None and not (number(crop_pct) and 0 < crop_pct <= 1):
+        raise bad("data_config.crop_pct", "a number above 0, at most 1", config["crop_pct"])
+    for key, known in (("interpolation", PIL_RESAMPLING), ("crop_mode", CROP_MODES)):
+        if config.get(key) is not None and not (isinstance(config[key], str) and config[key] in known):
+            raise bad(f"data_config.{key}", f"one of {', '.join(known)}", config[key])
+    if record.get("precision") is not None and not isinstance(record["precision"], str):
+        raise bad("precision", "a string", record["precision"])
+
+
+def _plain_name(name: Any) -> bool:
+    """A file name inside the artifact folder (no folder part, no way out of it)."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+            and "\x00" not in name)
 
 
 def data_config_of(record: dict[str, Any]) -> dict[str, Any]:
@@ -134,7 +194,12 @@ def load_projection(path: Path, record: dict[str, Any]) -> np.ndarray | None:
     name = record["files"].get("projection")
     if name is None:
         return None
-    projection = np.load(Path(path) / name, allow_pickle=False).astype(np.float32)
+    try:
+        projection = np.load(Path(path) / name, allow_pickle=False).astype(np.float32)
+    except Exception as exc:  # noqa: BLE001 - a corrupt header raises OSError, ValueError, SyntaxError, ...
+        raise InputError(f"{path / name}: not a readable numpy array ({exc})") from None
+    if not np.all(np.isfinite(projection)):
+        raise InputError(f"{path / name}: holds values that are not finite")
     if projection.ndim != 2 or projection.shape != (record["dim"] + 1, record["feature_dim"]):
         raise InputError(f"{path / name}: shape {projection.shape} does not match dim {record['dim']} "
                          f"and feature_dim {record['feature_dim']}")

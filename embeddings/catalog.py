@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from embeddings.errors import InputError
 from embeddings.images import resolve_ref
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+# Columns the index adds beside the catalogue's own (items.parquet): a catalogue may not bring them.
+RESERVED_COLUMNS = ("faiss_id",)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -39,7 +45,14 @@ def validate_catalog(frame: pd.DataFrame, *, source: str, base_dir: Path | None)
     for column in ("item_id", "image"):
         if column not in frame.columns:
             raise InputError(f"{source}: missing column {column!r} (columns: {list(frame.columns)})")
+    for column in RESERVED_COLUMNS:
+        if column in frame.columns:
+            raise InputError(f"{source}: column {column!r} is reserved (the index adds it); rename it")
     frame = frame.reset_index(drop=True).copy()
+    for column in ("item_id", "image"):
+        raw = next((i for i, v in enumerate(frame[column]) if isinstance(v, bytes | bytearray)), None)
+        if raw is not None:  # pandas would decode bytes as UTF-8 or fail
+            raise InputError(f"{source}: row {raw + 1}: column {column!r} holds bytes, not text")
     missing_id = frame["item_id"].isna() | (frame["item_id"].astype(str).str.strip() == "")
     if missing_id.any():
         row = int(missing_id.idxmax())
@@ -55,7 +68,25 @@ def validate_catalog(frame: pd.DataFrame, *, source: str, base_dir: Path | None)
     if missing_image.any():
         row = int(missing_image.idxmax())
         raise InputError(f"{source}: row {row + 1}: empty image for item {frame.at[row, 'item_id']!r}")
-    frame["image"] = [resolve_ref(ref, base_dir) for ref in frame["image"].astype(str)]
+    images = []
+    for row, ref in enumerate(frame["image"].astype(str)):
+        try:
+            images.append(resolve_ref(ref, base_dir))
+        except ValueError as exc:  # urlparse: "Invalid IPv6 URL"
+            raise InputError(f"{source}: row {row + 1}: image {ref!r} is not a path or URL ({exc})") from None
+    frame["image"] = images
+    return _storable(frame, source)
+
+
+def _storable(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Metadata columns Parquet cannot hold as they are (integers past 64 bits, mixed types) kept as
+    text, so that the embedding set and the index can carry them."""
+    for column in frame.columns:
+        try:
+            pa.array(frame[column], from_pandas=True)
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            log.warning("%s: column %r kept as text (its values have no one Parquet type)", source, column)
+            frame[column] = [None if pd.isna(v) else str(v) for v in frame[column]]
     return frame
 
 
@@ -70,6 +101,9 @@ def catalog_from_folder(folder: Path) -> pd.DataFrame:
     rows = [{"item_id": p.relative_to(folder).with_suffix("").as_posix(), "image": str(p.resolve())}
             for p in files]
     frame = pd.DataFrame(rows)
+    blank = frame["item_id"].str.strip() == ""
+    if blank.any():
+        raise InputError(f"{folder}: {frame.loc[blank, 'image'].iloc[0]}: a blank file name gives no item_id")
     duplicated = frame["item_id"].duplicated(keep=False)
     if duplicated.any():
         clash = frame.loc[duplicated, "image"].tolist()[:2]

@@ -15,6 +15,7 @@ Every file is written under a temporary name and renamed.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embeddings.errors import InputError
 from embeddings.files import atomic_write, atomic_write_json
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "embedding_set.json"
 FAILURES = "failures.parquet"
@@ -75,15 +79,41 @@ def write_part(out_dir: Path, part: int, item_ids: list[str], vectors: np.ndarra
 
 
 def finished_parts(out_dir: Path) -> dict[int, dict[str, Any]]:
-    """Finished slices (part, failure list and stats all present) and their stats."""
+    """Finished slices (part, failure list and stats all present and readable) and their stats.
+
+    A slice whose files a crash or a full disk left unreadable is not finished: the run redoes it.
+    """
     done = {}
     work = Path(out_dir) / WORK_DIR
     for path in Path(out_dir).glob("part-*.parquet"):
-        part = int(path.stem.split("-")[1])
-        stats_path = work / f"stats-{part:05d}.json"
-        if (work / f"failures-{part:05d}.parquet").exists() and stats_path.exists():
-            done[part] = json.loads(stats_path.read_text())
+        number = path.stem.split("-", 1)[1]
+        if not number.isdigit():
+            continue
+        part = int(number)
+        stats = _readable_json(work / f"stats-{part:05d}.json")
+        if stats is not None and _readable_parquet(work / f"failures-{part:05d}.parquet") \
+                and _readable_parquet(path):
+            done[part] = stats
+        elif path.exists():
+            log.warning("%s: unreadable or incomplete slice files; the slice is redone", path)
     return done
+
+
+def _readable_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _readable_parquet(path: Path) -> bool:
+    """The file exists and its footer reads (a truncated or garbled file does not)."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True
 
 
 def merge_failures(out_dir: Path) -> pd.DataFrame:
@@ -117,13 +147,22 @@ class EmbeddingSet:
     def catalog(self) -> pd.DataFrame:
         """The catalogue rows (item_id, image, metadata) of the set's items, in set order."""
         path = self.path / CATALOG
-        frame = pd.read_parquet(path) if path.exists() else pd.DataFrame({"item_id": []})
+        frame = _read_frame(path) if path.exists() else pd.DataFrame({"item_id": []})
+        if "item_id" not in frame.columns:
+            raise InputError(f"{path}: has no item_id column (columns: {list(frame.columns)})")
         frame = frame.drop_duplicates("item_id").set_index("item_id")
         return frame.reindex(self.item_ids).rename_axis("item_id").reset_index()
 
     def failures(self) -> pd.DataFrame:
         path = self.path / FAILURES
-        return pd.read_parquet(path) if path.exists() else pd.DataFrame(columns=FAILURE_COLUMNS)
+        return _read_frame(path) if path.exists() else pd.DataFrame(columns=FAILURE_COLUMNS)
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
+        raise InputError(f"{path}: not a readable Parquet file ({str(exc)[:200]})") from None
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -173,16 +212,50 @@ def read_embedding_set(path: Path) -> EmbeddingSet:
     dim = int(manifest["dim"])
     ids, shas, blocks = [], [], []
     for part in parts:
-        table = pq.read_table(part)
-        n = table.num_rows
-        ids.append(table.column("item_id").to_numpy(zero_copy_only=False).astype(str))
-        shas.append(table.column("image_sha256").to_numpy(zero_copy_only=False).astype(str))
-        flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-        if flat.size != n * dim:
-            raise InputError(f"{part}: {flat.size} embedding values for {n} rows, but {path / MANIFEST} "
-                             f"says dim {dim}")
-        blocks.append(np.asarray(flat, dtype=np.float32).reshape(n, dim))
+        part_ids, part_shas, block = _read_part(part, dim, path / MANIFEST)
+        ids.append(part_ids)
+        shas.append(part_shas)
+        blocks.append(block)
     if not blocks:
         return EmbeddingSet(path, np.array([], dtype=str), np.zeros((0, dim), np.float32),
                             np.array([], dtype=str), manifest)
-    return EmbeddingSet(path, np.concatenate(ids), np.concatenate(blocks), np.concatenate(shas), manifest)
+    item_ids = np.concatenate(ids)
+    unique, counts = np.unique(item_ids, return_counts=True)
+    if (counts > 1).any():
+        twice = str(unique[counts > 1][0])
+        raise InputError(f"{path}: item_id {twice!r} is in more than one row of its parts")
+    return EmbeddingSet(path, item_ids, np.concatenate(blocks), np.concatenate(shas), manifest)
+
+
+def _read_part(part: Path, dim: int, manifest: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One part's ids, image hashes and (n, dim) float32 vectors; InputError naming the part."""
+    try:
+        table = pq.read_table(part)
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{part}: not a readable Parquet file ({str(exc)[:200]})") from None
+    missing = [c for c in ("item_id", "embedding", "image_sha256") if c not in table.column_names]
+    if missing:
+        raise InputError(f"{part}: missing column(s) {missing} (columns: {table.column_names})")
+    n = table.num_rows
+    columns = {}
+    for name in ("item_id", "image_sha256"):
+        column = table.column(name)
+        text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        if not text or column.null_count:
+            raise InputError(f"{part}: column {name!r} must be strings without nulls (type {column.type}, "
+                             f"{column.null_count} nulls)")
+        columns[name] = column.to_numpy(zero_copy_only=False).astype(str)
+    embedding = table.column("embedding")
+    kind = embedding.type
+    if not (pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind) or pa.types.is_large_list(kind)) \
+            or not (pa.types.is_floating(kind.value_type) or pa.types.is_integer(kind.value_type)) \
+            or embedding.null_count:
+        raise InputError(f"{part}: column 'embedding' must be lists of numbers without nulls (type {kind})")
+    values = embedding.combine_chunks()
+    lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
+    if (lengths != dim).any():
+        row = int(np.flatnonzero(lengths != dim)[0])
+        raise InputError(f"{part}: row {row + 1} has {int(lengths[row])} embedding values, but {manifest} "
+                         f"says dim {dim}")
+    flat = values.flatten().to_numpy(zero_copy_only=False)
+    return columns["item_id"], columns["image_sha256"], np.asarray(flat, dtype=np.float32).reshape(n, dim)

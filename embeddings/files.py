@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from embeddings import faults
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp)` to write the file under a temporary name, then rename it onto `path`."""
@@ -24,7 +26,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
     try:
         write(tmp)
+        faults.point(f"write:{path.name}")
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a file size limit: say which file (pyarrow does not)
+        tmp.unlink(missing_ok=True)
+        if str(path) in str(exc):
+            raise
+        raise OSError(*((exc.errno, f"{path}: {exc.strerror}") if exc.errno and exc.strerror
+                        else (f"{path}: {exc}",))) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

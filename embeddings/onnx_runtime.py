@@ -34,7 +34,28 @@ def make_session(onnx_path: Path, threads: int | None = None) -> ort.InferenceSe
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or cpu_count()
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+        raise InputError(f"{onnx_path}: not a usable ONNX model ({str(exc)[:300]})") from None
+
+
+def _check_shapes(session: ort.InferenceSession, onnx_path: Path, data_config: dict[str, Any],
+                  features: int) -> None:
+    """The model's fixed input and output sizes against the data config and the feature size the
+    artifact records (a mismatch would fail every batch of a run)."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
+        raise InputError(f"{onnx_path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, found "
+                         f"{[i.name for i in inputs]} and {[o.name for o in outputs]}")
+    want = [3, *data_config["input_size"][1:]]
+    got = list(inputs[0].shape[1:])
+    if len(got) != 3 or any(isinstance(g, int) and g != w for g, w in zip(got, want)):
+        raise InputError(f"{onnx_path}: takes input of shape {inputs[0].shape}, but the data config gives "
+                         f"{want}")
+    out = next(o for o in outputs if o.name == OUTPUT_NAME).shape
+    if len(out) != 2 or (isinstance(out[1], int) and out[1] != features):
+        raise InputError(f"{onnx_path}: gives output of shape {out}, where {features} features are expected")
 
 
 class OnnxEmbedder:
@@ -48,6 +69,8 @@ class OnnxEmbedder:
                  *, projection: np.ndarray | None = None) -> None:
         self.onnx_path = Path(onnx_path)
         self.session = make_session(self.onnx_path, threads)
+        _check_shapes(self.session, self.onnx_path, data_config, projection.shape[1] if projection is not None
+                      else dim)
         self.transform = array_transform(data_config)  # PIL and numpy, no torch
         self.data_config = data_config
         self.projection = projection

@@ -204,7 +204,10 @@ def load_artifact_model(weights: Path, record: dict[str, Any],
     """
     from safetensors.torch import load_file
 
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises SafetensorError, OSError, ...
+        raise InputError(f"{weights}: not a readable safetensors file ({str(exc)[:300]})") from None
     try:
         model = _create(record["arch"], pretrained=False, num_classes=0)
     except InputError:

@@ -343,12 +343,20 @@ def _finish(store: IndexStore, built: BuiltIndex, publish: bool, keep: int, opts
     return version
 
 
+def _write_index(index: faiss.Index, path: Path) -> None:
+    """faiss.write_index, with a failed write (a full disk) as the OSError it is, not a RuntimeError."""
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as exc:
+        raise OSError(f"{path}: cannot write the index ({str(exc).rsplit(': ', 1)[-1]})") from exc
+
+
 def _write(store: IndexStore, built: BuiltIndex, opts: BuildOptions) -> str:
     """The version's files and meta.json, through the store's writer (staging, checksums, rename)."""
     index, es, vectors = built.index, built.es, built.vectors
     n, dim = vectors.shape
     with store.write_version() as writer:
-        faiss.write_index(index, str(writer.file(INDEX_FILE)))
+        _write_index(index, writer.file(INDEX_FILE))
         built.items.to_parquet(writer.file(ITEMS_FILE), index=False)
         np.save(writer.file(VECTORS_FILE), vectors.astype(np.float16))
         neighbours_k = 0

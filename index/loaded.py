@@ -93,13 +93,13 @@ class LoadedIndex:
             if (vdir / NEIGHBOURS_FILE).is_file():
                 neighbours = np.load(vdir / NEIGHBOURS_FILE, mmap_mode="r")
                 scores = np.load(vdir / NEIGHBOUR_SCORES_FILE, mmap_mode="r")
-        except (RuntimeError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - FAISS, pyarrow and numpy raise many types for a bad file
             raise IndexLoadError(f"{vdir}: cannot read the index version ({exc})") from None
-        if not (index.ntotal == len(items) == len(vectors) == int(meta["count"])):
-            raise IndexLoadError(
-                f"{vdir}: sizes disagree (index {index.ntotal}, items {len(items)}, vectors {len(vectors)}, "
-                f"meta.json count {meta['count']})")
-        apply_search_params(index, meta.get("search", {}))
+        _check_shapes(vdir, meta, index, items, vectors, neighbours, scores)
+        try:
+            apply_search_params(index, meta.get("search", {}))
+        except RuntimeError as exc:
+            raise IndexLoadError(f"{vdir}/meta.json: key 'search' does not fit the index ({exc})") from None
         threads.set_threads(threads.search_threads())
         fids = items.pop("faiss_id").to_numpy(dtype=np.int64)
         return cls(vdir, meta, index, items, fids, vectors, neighbours, scores)
@@ -432,3 +432,24 @@ def _plain(value: Any) -> Any:
     if value is pd.NaT or value is pd.NA:
         return None
     return value
+
+
+def _check_shapes(vdir: Path, meta: dict[str, Any], index: faiss.Index, items: pd.DataFrame,
+                  vectors: np.ndarray, neighbours: np.ndarray | None, scores: np.ndarray | None) -> None:
+    """The version's files agree with each other and with meta.json (IndexLoadError otherwise)."""
+    if not (index.ntotal == len(items) == len(vectors) == meta["count"]):
+        raise IndexLoadError(
+            f"{vdir}: sizes disagree (index {index.ntotal}, items {len(items)}, vectors {len(vectors)}, "
+            f"meta.json count {meta['count']})")
+    if index.d != meta["dim"] or vectors.ndim != 2 or vectors.shape[1] != meta["dim"]:
+        raise IndexLoadError(f"{vdir}: dimensions disagree (index {index.d}, vectors {vectors.shape[1:]}, "
+                             f"meta.json dim {meta['dim']})")
+    missing = [c for c in ("item_id", "faiss_id") if c not in items.columns]
+    if missing:
+        raise IndexLoadError(f"{vdir / ITEMS_FILE}: missing column(s) {missing}")
+    if not pd.api.types.is_integer_dtype(items["faiss_id"]):
+        kind = items["faiss_id"].dtype
+        raise IndexLoadError(f"{vdir / ITEMS_FILE}: column 'faiss_id' holds {kind}, not integers")
+    if neighbours is not None and (scores is None or neighbours.ndim != 2 or len(neighbours) != len(items)
+                                   or scores.shape != neighbours.shape):
+        raise IndexLoadError(f"{vdir}: {NEIGHBOURS_FILE} and {NEIGHBOUR_SCORES_FILE} do not fit the items")

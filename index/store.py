@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embeddings import faults
 from embeddings.files import atomic_write_json, atomic_write_text, file_sha256
 from index.errors import IndexLoadError, InputError
 
@@ -57,9 +58,50 @@ def read_meta(version_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise IndexLoadError(f"{path}: missing; {version_dir.name} is not a complete index version")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise IndexLoadError(f"{path}: not valid JSON ({exc})") from None
+    _check_meta(meta, path)
+    return meta
+
+
+def _check_meta(meta: Any, path: Path, servable: bool = False) -> None:
+    """meta.json's checksums (and with `servable`, the keys loading and serving rely on), each of the
+    type they use; IndexLoadError naming the key."""
+    def bad(key: str, want: str) -> IndexLoadError:
+        return IndexLoadError(f"{path}: key {key!r} must be {want} (got {json.dumps(meta.get(key))[:80]})")
+
+    def count(value: Any, least: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    if not isinstance(meta, dict):
+        raise IndexLoadError(f"{path}: must be a JSON object, not {type(meta).__name__}")
+    checksums = meta.get("checksums", {})
+    if not isinstance(checksums, dict) or not all(
+            _inside(name) and isinstance(digest, str) for name, digest in checksums.items()):
+        raise bad("checksums", "an object of file paths inside the version and their SHA-256")
+    if not servable:
+        return
+    if not isinstance(meta.get("version"), str) or not meta["version"]:
+        raise bad("version", "the version id")
+    if not count(meta.get("dim"), 1):
+        raise bad("dim", "a positive integer")
+    if not count(meta.get("count"), 0):
+        raise bad("count", "a non-negative integer")
+    search = meta.get("search", {})
+    if not isinstance(search, dict) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in search.values()):
+        raise bad("search", "an object of FAISS search parameters and their numbers")
+    if not isinstance(meta.get("factory", ""), str):
+        raise bad("factory", "a FAISS factory string")
+
+
+def _inside(name: Any) -> bool:
+    """A relative path that stays inside the version folder."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        return False
+    path = Path(name)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 def verify_checksums(version_dir: Path, meta: dict[str, Any]) -> None:
@@ -100,7 +142,10 @@ class IndexStore:
         path = self.root / CURRENT
         if not path.is_file():
             return None
-        return path.read_text().strip() or None
+        try:
+            return path.read_text(encoding="utf-8").strip() or None
+        except UnicodeDecodeError:
+            raise IndexLoadError(f"{path}: not a version id (not text)") from None
 
     def version_ids(self) -> list[str]:
         """Complete versions (those with meta.json), oldest first (ids sort by creation time)."""
@@ -121,7 +166,10 @@ class IndexStore:
 
     def history(self) -> list[str]:
         path = self.root / HISTORY
-        return path.read_text().split() if path.is_file() else []
+        try:
+            return path.read_text(encoding="utf-8").split() if path.is_file() else []
+        except UnicodeDecodeError:
+            raise IndexLoadError(f"{path}: not a list of version ids (not text)") from None
 
     # -- writing -------------------------------------------------------------------------------
     @contextmanager
@@ -160,8 +208,8 @@ class IndexStore:
         history = self.history()
         while history and history[-1] == current:
             history.pop()
-        while history and not (self.version_dir(history[-1]) / META).is_file():
-            history.pop()  # pruned or removed by hand
+        while history and not self._complete(history[-1]):
+            history.pop()  # pruned or removed by hand (or not a version id at all)
         if not history:
             raise InputError(f"{self.root}: no earlier published version to roll back to")
         previous = history[-1]
@@ -195,6 +243,12 @@ class IndexStore:
                      ", ".join(removed))
         return removed
 
+    def _complete(self, version: str) -> bool:
+        try:
+            return (self.version_dir(version) / META).is_file()
+        except InputError:
+            return False
+
     def _set_current(self, version: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_text(version + "\n", self.root / CURRENT)
@@ -219,6 +273,7 @@ class VersionWriter:
         """Where the version's file `name` (a path inside the version) is written; its folder exists."""
         path = self.path / name
         path.parent.mkdir(parents=True, exist_ok=True)
+        faults.point(f"version-file:{name}")
         return path
 
     def commit(self, fields: Mapping[str, Any]) -> Path:
@@ -228,7 +283,6 @@ class VersionWriter:
         `created_at`, `base_version` (for a derived version) and the SHA-256 of every file. A linked
         file keeps the checksum the base recorded, so a base file corrupted since is still caught.
         """
-        (self.path / WRITER_FILE).unlink(missing_ok=True)
         linked = self._link_base()
         recorded = self.base_meta.get("checksums") or {}
         meta = {key: value for key, value in self.base_meta.items() if key != "checksums"}
@@ -241,14 +295,17 @@ class VersionWriter:
             for name in self._files()
         }
         atomic_write_json(meta, self.path / META)
+        faults.point("version:commit")
         os.rename(self.path, self.final)
         self.committed = True
+        # Removed only now: a writer killed before the rename leaves a staging folder that names it.
+        (self.final / WRITER_FILE).unlink(missing_ok=True)
         return self.final
 
     def _files(self) -> list[str]:
         """Every file of the version but meta.json, by its path inside the version."""
         return sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
-                      if p.is_file() and p != self.path / META)
+                      if p.is_file() and p not in (self.path / META, self.path / WRITER_FILE))
 
     def _link_base(self) -> set[str]:
         if self.base_dir is None:
@@ -324,10 +381,11 @@ def load_version(store: str | Path, version: str | None = None, verify: bool = T
     try:
         vdir = st.version_dir(version)
     except InputError as exc:
-        raise IndexLoadError(str(exc)) from None
+        raise IndexLoadError(f"{st.root}: {exc}") from None
     if not vdir.is_dir():
         raise IndexLoadError(f"{vdir}: no such index version in {st.root}")
     meta = read_meta(vdir)
+    _check_meta(meta, vdir / META, servable=True)
     if verify:
         verify_checksums(vdir, meta)
     return LoadedIndex.open(vdir, meta, mmap=mmap)

@@ -22,6 +22,7 @@ from recsys.errors import InputError
 log = logging.getLogger(__name__)
 
 EVENT_COLUMNS = ["user_id", "item_id", "timestamp", "event", "weight"]
+MAX_EPOCH_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
 
 # purchase > cart > click > view; a rating (MovieLens, RecBole) counts as one interaction.
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
@@ -139,6 +140,10 @@ def _read_recbole(path: Path) -> pd.DataFrame:
     for column in raw.columns:
         name = str(column).split(":", 1)[0]
         renamed[column] = name
+    names = list(renamed.values())
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InputError(f"{path}: header names field(s) {twice} more than once (fields: {names})")
     raw = raw.rename(columns=renamed)
     for required in ("user_id", "item_id"):
         if required not in raw.columns:
@@ -212,19 +217,24 @@ def _parse_timestamps(values: pd.Series, path: Path) -> np.ndarray:
             raise _BadRow(int(np.flatnonzero(parsed.isna().to_numpy())[0]), "timestamp", "missing")
         if parsed.dt.tz is None:
             parsed = parsed.dt.tz_localize("UTC")
-        return _epoch_seconds(parsed).to_numpy()
-    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
-        out = values.to_numpy(np.int64)  # epoch seconds already (a large file's common case: no text)
-        if (out < 0).any():
-            row = int(np.flatnonzero(out < 0)[0])
-            raise _BadRow(row, "timestamp", f"{values.iloc[row]!r} is before 1970")
-        return out
+        return _after_1970(_epoch_seconds(parsed).to_numpy(), values)
+    if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":  # epoch seconds already: no text
+        wild = ~values.between(0, MAX_EPOCH_SECONDS).to_numpy()
+        if wild.any():
+            row = int(np.flatnonzero(wild)[0])
+            raise _BadRow(row, "timestamp", f"{values.iloc[row]!r} is not {EPOCH_RANGE}")
+        return values.to_numpy(np.int64)
     text = values.astype(str).str.strip()
     numbers = pd.to_numeric(text, errors="coerce")
     is_number = numbers.notna().to_numpy()
     out = np.zeros(len(values), dtype=np.int64)
     if is_number.any():
-        out[is_number] = np.floor(numbers[is_number].to_numpy(dtype=float)).astype(np.int64)
+        seconds = numbers.to_numpy(dtype=float, na_value=0.0)
+        wild = is_number & ~((seconds >= 0) & (seconds <= MAX_EPOCH_SECONDS))  # also inf, nan
+        if wild.any():
+            row = int(np.flatnonzero(wild)[0])
+            raise _BadRow(row, "timestamp", f"{values.iloc[row]!r} is not {EPOCH_RANGE}")
+        out[is_number] = np.floor(seconds[is_number]).astype(np.int64)
     if (~is_number).any():
         rest = text[~is_number]
         dates = pd.to_datetime(rest, errors="coerce", utc=True, format="ISO8601")
@@ -234,6 +244,13 @@ def _parse_timestamps(values: pd.Series, path: Path) -> np.ndarray:
             raise _BadRow(row, "timestamp",
                           f"{values.iloc[row]!r} is neither epoch seconds nor an ISO 8601 time")
         out[~is_number] = _epoch_seconds(dates).to_numpy()
+    return _after_1970(out, values)
+
+
+EPOCH_RANGE = "epoch seconds between 1970 and 9999"
+
+
+def _after_1970(out: np.ndarray, values: pd.Series) -> np.ndarray:
     if (out < 0).any():
         row = int(np.flatnonzero(out < 0)[0])
         raise _BadRow(row, "timestamp", f"{values.iloc[row]!r} is before 1970")

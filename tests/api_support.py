@@ -122,13 +122,16 @@ def running_server(store: Path, log_path: Path, *, reload_interval: float = 0.2,
             process.wait()
 
 
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1) -> bool:
+def wait_for(predicate, timeout: float = 300.0, interval: float = 0.05) -> bool:
+    """Check `predicate` until it holds: the test moves on the moment the server has done it (a reload
+    seen in /readyz), however slow a loaded machine makes that. The timeout is no expectation of how
+    long it takes, only a backstop that turns a server that never does it into a failure."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
         time.sleep(interval)
-    return False
+    return True
 
 
 class World:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
@@ -36,6 +35,7 @@ BOMB = bomb_png()
 
 class ImageServer(BaseHTTPRequestHandler):
     hits: dict[str, int] = {}
+    release = threading.Event()
 
     def log_message(self, *args) -> None:  # keep pytest output clean
         pass
@@ -49,7 +49,7 @@ class ImageServer(BaseHTTPRequestHandler):
         elif self.path == "/flaky.jpg":
             self._send(200, jpeg(99))
         elif self.path == "/slow.jpg":
-            time.sleep(2.0)
+            self.release.wait()  # answers only once the test is over: every read times out
             self._send(200, jpeg(98))
         elif self.path == "/bomb.png":
             self._send(200, BOMB)
@@ -72,6 +72,7 @@ def server():
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    ImageServer.release.set()
     httpd.shutdown()
 
 

@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except (JobFailed, IndexLoadError) as exc:  # a stored version that cannot be read fails the job
         print(f"recsys: failed: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the machine's, not the input's: a full disk, a file size limit, no permission
+        print(f"recsys: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("recsys: interrupted", file=sys.stderr)
         return 130

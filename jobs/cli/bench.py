@@ -1,4 +1,4 @@
-"""`recsys bench embed|index|api`: measurements written into BENCHMARKS.md.
+"""`recsys bench embed|index|api|soak|...`: measurements written into BENCHMARKS.md.
 
 Each module in BENCH_MODULES has `register(bench_subparsers)`, adding its sub-command with
 `set_defaults(func=...)`.
@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 BENCH_MODULES = ["jobs.bench.index", "jobs.bench.api", "jobs.bench.embed", "jobs.bench.recsys",
-                 "jobs.bench.compress", "jobs.bench.health"]
+                 "jobs.bench.compress", "jobs.bench.health", "jobs.bench.soak"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

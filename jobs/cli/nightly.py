@@ -27,12 +27,16 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from index.remote import synced_store
+    from jobs.errors import UsageError
     from jobs.nightly.config import load_config
     from jobs.nightly.run import run_nightly
 
     config = load_config(args.config)
     config.accept_drift = config.accept_drift or args.accept_drift
-    config.work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        config.work_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file in the way, no permission
+        raise UsageError(f"{args.config}: work_dir {config.work_dir}: not a folder ({exc})") from None
     # The stage lines also go to a log file in the work folder, beside the reports.
     handler = logging.FileHandler(config.work_dir / LOG_FILE)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

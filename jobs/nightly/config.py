@@ -13,6 +13,7 @@ from typing import Any
 
 import tomllib
 
+from embeddings.errors import InputError
 from embeddings.names import DEFAULT_MODEL, DEVICES, ENGINES, RUNTIMES
 from index.remote import is_url
 from jobs.errors import UsageError
@@ -74,7 +75,7 @@ def _kind(name: str) -> type:
 
 def _convert(value: Any, kind: type, where: str, base: Path) -> Any:
     if kind is Path:
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value or "\x00" in value:
             raise UsageError(f"{where}: expected a path string, got {value!r}")
         path = Path(value).expanduser()
         return path if path.is_absolute() else base / path
@@ -138,8 +139,18 @@ def _check(config: NightlyConfig, source: str) -> None:
     for where, value in fractions.items():
         if not 0.0 <= value <= 1.0:
             raise UsageError(f"{source}: {where} must be between 0 and 1, not {value}")
-    if config.target_recall <= 0:
+    if not config.target_recall > 0:  # nan too
         raise UsageError(f"{source}: index.target_recall must be above 0, not {config.target_recall}")
+    if config.memory_budget is not None:
+        from index.factory import parse_size
+
+        try:
+            budget = parse_size(config.memory_budget)
+        except InputError:
+            budget = None
+        if not budget:
+            raise UsageError(f"{source}: index.memory_budget = {config.memory_budget!r}: expected a size "
+                             "above 0 (examples: 512M, 8G, 1.5T)")
 
 
 def load_config(path: str | Path) -> NightlyConfig:

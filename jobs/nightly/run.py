@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from embeddings import faults
 from embeddings.embedding_set import MANIFEST as EMBEDDING_MANIFEST
 from jobs.errors import JobFailed
 from jobs.nightly.config import NightlyConfig
@@ -86,6 +87,7 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
     _remove_untracked(config, state, store)
     run, resumed = _start_run(state, catalog_fingerprint(catalog), config, store)
     write_state(work, state)
+    faults.point("nightly:started")
     serving = store.current_version()
     report = RunReport(config, run["run_id"], resumed, serving)
     log.info("nightly %s: %s, serving %s, %d catalogue items", run["run_id"],
@@ -93,8 +95,10 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
     try:
         candidate = _stages(config, catalog, run, state, store, report, serving)
         health_stage(config, store, candidate, serving, report)
+        faults.point("nightly:gated")
         with report.stage("publish") as info:
             store.publish(candidate)
+            faults.point("nightly:published")
             info["version"] = candidate
             info["pruned"] = store.prune(config.keep_versions)
     except Rejected as rejected:
@@ -116,6 +120,7 @@ def _run_locked(config: NightlyConfig) -> dict[str, Any]:
                           "version": candidate, "finished_at": now()}
     state.pop("in_progress", None)
     write_state(work, state)
+    faults.point("nightly:recorded")
     _clean_runs(work, state, run["run_id"])
     return report.finish("published", published=candidate, serving_after=candidate)
 
@@ -224,9 +229,11 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
         report.gate("failure_rate", rate <= config.max_failure_rate, rate, config.max_failure_rate,
                     f"{counts['failed']} of {counts['total']} items failed ({rate:.1%}; limit "
                     f"{config.max_failure_rate:.1%})")
+    faults.point("nightly:embedded")
 
     with report.stage("index") as info:
         candidate, recall = _build(config, embed_dir, store)
+        faults.point("nightly:built")  # committed, not yet recorded as a candidate
         _add_candidate(config, state, run, candidate)
         meta = read_meta(store.version_dir(candidate))
         info.update(version=candidate, factory=meta["factory"], count=meta["count"], recall_at_10=recall)
@@ -242,6 +249,7 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
         else:
             report.gate("item_drop", True, None, config.max_item_drop, "no serving version to compare with")
 
+    faults.point("nightly:indexed")
     if config.events is None:
         return candidate
     from recsys.events import load_events
@@ -249,6 +257,7 @@ def _stages(config: NightlyConfig, catalog: pd.DataFrame, run: dict[str, Any], s
     with report.stage("behaviour") as info:
         events = load_events(config.events)  # read once: the fit and the offline gate share it
         candidate = _fit_behaviour(config, store, candidate, state, run, info, events)
+    faults.point("nightly:fitted")
     with report.stage("offline_eval") as info:
         _offline_gate(report, info, store, candidate, serving, events, config.recall_margin)
     return candidate

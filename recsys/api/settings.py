@@ -16,6 +16,8 @@ class Settings:
     store: Path | str  # a folder, or an object-storage URL (s3://bucket/prefix), cached locally
     # Bearer token for /v1/admin/*; None disables those routes (403).
     admin_token: str | None = None
+    # Bearer token for the routes with personal data (user, session and batch); None leaves them open.
+    api_token: str | None = None
     # Seconds between checks of the store's CURRENT file; 0 turns the watcher off.
     reload_interval_s: float = 2.0
     upload_max_bytes: int = 10 * MIB
@@ -41,12 +43,13 @@ class Settings:
 
     @classmethod
     def from_env(cls, store: Path | str, **overrides: object) -> Settings:
-        """Settings for `store`, with the token, CORS origins and reports folder from the environment."""
+        """Settings for `store`, with the tokens, CORS origins and reports folder from the environment."""
         origins = os.environ.get("RECSYS_CORS_ORIGINS", "")
         reports = os.environ.get("RECSYS_REPORTS_DIR")
         values: dict[str, object] = {
             "store": store if is_url(store) else Path(store),
             "admin_token": os.environ.get("RECSYS_ADMIN_TOKEN") or None,
+            "api_token": os.environ.get("RECSYS_API_TOKEN") or None,
             "cors_origins": tuple(o.strip() for o in origins.split(",") if o.strip()),
             "reports": Path(reports) if reports else None,
         }

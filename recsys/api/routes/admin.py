@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from recsys.api.deps import AppSettings, State
+from recsys.api.auth import require_admin
+from recsys.api.deps import State
 from recsys.api.errors import ApiError
 from recsys.api.responses import JSONBytes
 from recsys.api.schemas import ErrorAnswer, ReloadAnswer
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
-bearer = HTTPBearer(auto_error=False)
-
-
-async def require_admin(
-    settings: AppSettings,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> None:
-    """401 without a bearer token, 403 with a wrong one or when no token is configured."""
-    if credentials is None or not credentials.credentials:
-        raise ApiError(401, "admin routes need 'Authorization: Bearer <token>'",
-                       headers={"WWW-Authenticate": "Bearer"})
-    if settings.admin_token is None:
-        raise ApiError(403, "admin routes are off: the server has no RECSYS_ADMIN_TOKEN")
-    if not hmac.compare_digest(credentials.credentials.encode(), settings.admin_token.encode()):
-        raise ApiError(403, "wrong admin token")
 
 
 @router.post(

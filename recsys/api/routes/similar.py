@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import anyio
 import orjson
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
 from recsys.answers import K_MAX
 from recsys.api import lookup
+from recsys.api.auth import AUTH_ERRORS, require_api_token
 from recsys.api.deps import AppSettings, CurrentSnapshot
 from recsys.api.errors import ApiError
 from recsys.api.responses import JSONBytes
@@ -31,7 +32,8 @@ router = APIRouter(prefix="/v1/similar", tags=["similar"])
 UPLOAD_PATH = "/v1/similar/image"
 
 
-@router.post("", response_model=BatchAnswer, responses={422: {"model": ErrorAnswer}})
+@router.post("", response_model=BatchAnswer, dependencies=[Depends(require_api_token)],
+             responses={**AUTH_ERRORS, 422: {"model": ErrorAnswer}})
 async def similar_many(query: SimilarRequest, request: Request, snapshot: CurrentSnapshot) -> JSONBytes:
     """Similar items for up to 100 item ids, or for one vector of the index's dimension."""
     constraints = lookup.constraints(snapshot, query.exclude, query.category, query.filter, query.group_by,

@@ -6,22 +6,23 @@ from typing import Annotated
 
 import anyio
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from starlette.responses import Response
 
 from recsys.answers import K_MAX, Constraints
 from recsys.api import lookup
+from recsys.api.auth import AUTH_ERRORS, require_api_token
 from recsys.api.deps import CurrentSnapshot
 from recsys.api.errors import ApiError
 from recsys.api.schemas import DiversityParam, ErrorAnswer, FilterParam, GroupByParam, RecommendationsAnswer
 from recsys.api.serving import Snapshot
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(require_api_token)])
 
 
 @router.get("/{user_id:path}/recommendations", response_model=RecommendationsAnswer,
-            responses={404: {"model": ErrorAnswer}, 422: {"model": ErrorAnswer}})
+            responses={**AUTH_ERRORS, 404: {"model": ErrorAnswer}, 422: {"model": ErrorAnswer}})
 async def recommendations(
     request: Request,
     user_id: Annotated[str, PathParam(min_length=1, max_length=512)],
