@@ -9,6 +9,7 @@ recsys/api/sync.py) and reloads when the name in it changes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -32,6 +33,17 @@ class ReloadFailure:
 
     def as_dict(self) -> dict[str, Any]:
         return {"version": self.version, "message": self.message, "at": self.at}
+
+
+def settle_heap() -> None:
+    """Once per swap: collect what the old version left in cycles, then freeze every object alive
+    (the new version's arrays, frames and lookups) out of the cyclic collector's sight. Otherwise each
+    full collection walks all of them while holding the GIL: 80 to 150 ms pauses at 100,000 items,
+    every few tens of seconds under load, straight into the p99. Frozen objects are still freed by
+    reference counting when the next swap drops them; the next swap's collect finds their cycles."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ServingState:
@@ -74,6 +86,8 @@ class ServingState:
             self.metrics.served(snapshot.version, len(snapshot))
             log.info("serving version %s (was %s)", snapshot.version,
                      previous.version if previous else None)
+            del previous, snapshot
+            await anyio.to_thread.run_sync(settle_heap)
             return True, None
 
     def _failed(self, version: str | None, message: str) -> tuple[bool, str]:
