@@ -126,7 +126,8 @@ def _get_json(url: str) -> dict:
     return httpx.get(url, timeout=5).json()
 
 
-def _wait_ready(base: str, process: subprocess.Popen, timeout: float = 300) -> dict:
+def wait_ready(base: str, process: subprocess.Popen, timeout: float = 300) -> dict:
+    """/readyz's answer once it is 200 (JobFailed if the server exits or the time runs out)."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -200,7 +201,7 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
          "--reload-interval", "0.5", "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         started = time.perf_counter()
-        ready = _wait_ready(base, server)
+        ready = wait_ready(base, server)
         load_s = time.perf_counter() - started
         first = ready["version"]
         _wrk(base + "/", script, 16, 3)  # warm-up

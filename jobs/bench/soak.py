@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jobs.bench.api import lua_script, synthetic_embeddings
+from jobs.bench.api import lua_script, synthetic_embeddings, wait_ready
 from jobs.bench.markdown import write_section
 from jobs.errors import JobFailed, UsageError
 
@@ -184,7 +184,7 @@ def _soak(args: argparse.Namespace, store: IndexStore, work: Path) -> dict:
              "--reload-interval", "0.5", "--log-level", "warning"],
             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        first = _wait_ready(base, server)
+        first = wait_ready(base, server, timeout=600)["version"]
         sampler = Sampler(server.pid, base)
         sampler.start()
         load_before = os.getloadavg()[0]
@@ -224,23 +224,6 @@ def _soak(args: argparse.Namespace, store: IndexStore, work: Path) -> dict:
                   reload_failures=_metric(metrics, 'recsys_reloads_total{result="failure"}'))
     return result
 
-
-def _wait_ready(base: str, server: subprocess.Popen, timeout: float = 600) -> str:
-    """The version the server names once /readyz answers 200."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise JobFailed(f"recsys serve exited with {server.returncode}")
-        try:
-            response = httpx.get(base + "/readyz", timeout=2)
-            if response.status_code == 200:
-                return response.json()["version"]
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise JobFailed(f"recsys serve was not ready within {timeout} s")
 
 
 def _metric(text: str, name: str) -> float | None:
