@@ -71,6 +71,7 @@ COLD_FROM_GRID = (None, 9, 7, 5, 3)  # in a list of 10: 0, 1, 2, 3, 4 cold items
 # (ordering by "none" is not tried: at blend weight 1 it orders new items by nothing at all)
 COLD_ORDER_GRID = (("visual", 3), ("visual", 20), ("projection", 3), ("projection", 20), ("factors", 20))
 VALIDATION_FRAC = 0.2
+VALIDATION_USERS = 5_000  # users each setting is ranked for on validation (a seeded sample beyond)
 
 
 @dataclass
@@ -242,8 +243,8 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     inner = validation_split(train_events, kind)
     recencies = RECENCY_GRID if recency_half_life_days is None else (recency_half_life_days,)
     shown = vectors.showable(item_space) if vectors is not None else None  # what the service may show
-    holdouts = {r: replace(with_recency(make_holdout(inner, item_space), inner.train, r), showable=shown)
-                for r in recencies}
+    holdouts = {r: _at_most(replace(with_recency(make_holdout(inner, item_space), inner.train, r),
+                                    showable=shown), VALIDATION_USERS) for r in recencies}
     first = holdouts[recencies[0]]
     grid: dict[str, float] = {}
     best_by_name: dict[str, tuple[float, dict[str, Any], float]] = {}
@@ -269,11 +270,13 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     trained = set(pd.unique(train_events.item_id))
     new_share = float(np.mean([item not in trained for item in item_space[catalogue]])) \
         if catalogue.any() else 0.0
-    base = holdouts[recency] if recency in holdouts else replace(
-        with_recency(make_holdout(inner, item_space), inner.train, recency), showable=shown)
+    base = holdouts[recency] if recency in holdouts else _at_most(replace(
+        with_recency(make_holdout(inner, item_space), inner.train, recency), showable=shown),
+        VALIDATION_USERS)
     hidden = _new_items(inner, item_space, new_share, seed=0)
     window = float(train_events.timestamp.max() - inner.train.timestamp.max())
-    holdout = make_new(base, hidden, first_fans(inner.train, base, hidden, window))
+    holdout = _at_most(make_new(base, hidden, first_fans(inner.train, base, hidden, window)),
+                       VALIDATION_USERS)
     item_ages = ages(inner.train, item_space)
     item_ages[hidden] = -1.0
     settings.validation["new_item_share"] = round(new_share, 4)
@@ -361,6 +364,15 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     log.info("validation picks hybrid weight %.2f, cold %s x %.2f from rank %s (recall@%d %.4f)",
              settings.hybrid_weight, settings.cold, settings.cold_weight, settings.cold_from, k, best[0])
     return settings
+
+
+def _at_most(holdout: Holdout, n: int, seed: int = 0) -> Holdout:
+    """`holdout` with at most `n` evaluated users, a seeded random sample: ranking every user over a
+    large catalogue once per setting tried is what validation spends its time on."""
+    if len(holdout.users) <= n:
+        return holdout
+    rows = np.sort(np.random.default_rng(seed).choice(len(holdout.users), n, replace=False))
+    return replace(holdout, users=holdout.users[rows], relevant=[holdout.relevant[r] for r in rows])
 
 
 def _new_items(split: Split, item_space: np.ndarray, share: float, seed: int = 0) -> np.ndarray:

@@ -181,3 +181,18 @@ def test_second_stage_falls_back_to_the_informative_source_when_pictures_are_noi
     chosen = stage["ranker"]["recall@10"] if stage["chosen_on_validation"] == "ranker" else recall["hybrid"]
     assert chosen >= 0.95 * best_behaviour
     assert set(report["models"]) == {"popularity", "behaviour_cosine", "behaviour_ease", "visual", "hybrid"}
+
+
+def test_validation_ranks_at_most_a_seeded_sample_of_users() -> None:
+    """Validation ranks at most VALIDATION_USERS users per setting: a seeded sample, each kept with
+    its own held-out items; fewer users are kept whole."""
+    from recsys.evaluation import VALIDATION_USERS, Holdout, _at_most
+
+    users = np.arange(100, dtype=np.int64) * 3
+    holdout = Holdout(train=None, users=users, relevant=[{int(u)} for u in users],  # type: ignore[arg-type]
+                      cold=np.zeros(0, bool))
+    sample = _at_most(holdout, 10)
+    assert len(sample.users) == 10 and len(set(sample.users)) == 10
+    assert all(rel == {int(u)} for u, rel in zip(sample.users, sample.relevant))
+    assert np.array_equal(_at_most(holdout, 10).users, sample.users)  # seeded
+    assert _at_most(holdout, 100) is holdout and VALIDATION_USERS >= 1000
