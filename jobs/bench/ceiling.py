@@ -27,6 +27,7 @@ import scipy.sparse as sp
 
 from recsys.evaluation import WEIGHT_GRID, Holdout, score_rankings
 from recsys.models import make_behaviour_model
+from recsys.models.base import zscores
 from recsys.models.hybrid import interleave
 
 ENTRIES = (None, 9, 7, 5, 3)
@@ -61,11 +62,11 @@ def estimated_match(attributes: Path, holdout: Holdout) -> np.ndarray:
 def ceilings(holdout: Holdout, settings: dict, shoppers: Path, attributes: Path) -> dict:
     """{"known": the true visible taste's ceiling, "estimated": the history-estimated one}."""
     behaviour = make_behaviour_model(settings["behaviour_model"], **settings["behaviour_params"])
-    b = _z(behaviour.fit(holdout.train).score_histories(holdout.train.recent[holdout.users]))
+    b = zscores(behaviour.fit(holdout.train).score_histories(holdout.train.recent[holdout.users]))
     train = holdout.train
     true = visible_match(shoppers, attributes, train.user_ids[holdout.users], train.item_ids)
-    return {"known": ceiling(holdout, b, _z(true)), "estimated": ceiling(holdout, b, _z(estimated_match(
-        attributes, holdout)))}
+    estimated = estimated_match(attributes, holdout)
+    return {"known": ceiling(holdout, b, zscores(true)), "estimated": ceiling(holdout, b, zscores(estimated))}
 
 
 def ceiling(holdout: Holdout, b: np.ndarray, seen: np.ndarray) -> dict:
@@ -90,8 +91,3 @@ def ceiling(holdout: Holdout, b: np.ndarray, seen: np.ndarray) -> dict:
             if result["recall@10"] > best["recall@10"]:
                 best = {**result, "weight": w, "cold_from": entry}
     return best
-
-
-def _z(scores: np.ndarray) -> np.ndarray:
-    spread = np.maximum(scores.std(axis=1, keepdims=True), 1e-12)
-    return ((scores - scores.mean(axis=1, keepdims=True)) / spread).astype(np.float32)

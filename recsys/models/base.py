@@ -167,3 +167,11 @@ def popularity_scores(interactions: Interactions) -> np.ndarray:
     counts = interactions.trending.astype(np.float64)
     peak = counts.max(initial=0.0)
     return (counts / peak if peak > 0 else counts).astype(np.float32)
+
+
+def zscores(scores: np.ndarray) -> np.ndarray:
+    """Each row (one query's scores over items) shifted by its mean and divided by its spread; rows
+    without spread are 0. How scores from different sources are made comparable per query."""
+    std = scores.std(axis=1, keepdims=True)
+    mean = scores.mean(axis=1, keepdims=True)
+    return np.where(std > 1e-12, (scores - mean) / np.maximum(std, 1e-12), 0.0).astype(np.float32)

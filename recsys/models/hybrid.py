@@ -40,7 +40,7 @@ import scipy.sparse as sp
 
 from recsys.errors import InputError
 from recsys.interactions import Interactions
-from recsys.models.base import ItemModel, NeighbourModel
+from recsys.models.base import ItemModel, NeighbourModel, zscores
 from recsys.models.projection import ColdFactors
 from recsys.sparse_ops import top_n_per_row
 
@@ -162,10 +162,8 @@ class HybridModel(ItemModel):
         cold = ~self.warm
         if not cold.any() or not self.warm.any():
             return behaviour
-        guess = self.cold_factors.score(histories)[:, cold]
+        z = zscores(self.cold_factors.score(histories)[:, cold])
         warm = behaviour[:, self.warm]
-        spread = np.maximum(guess.std(axis=1, keepdims=True), 1e-12)
-        z = (guess - guess.mean(axis=1, keepdims=True)) / spread
         out = behaviour.copy()
         centre, scale = warm.mean(axis=1, keepdims=True), warm.std(axis=1, keepdims=True)
         out[:, cold] = centre + self.cold_weight * z * scale

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.models.base import ItemModel, NeighbourModel
+from recsys.models.base import ItemModel, NeighbourModel, zscores
 from recsys.models.projection import ColdFactors
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,9 @@ class RankerModel(ItemModel):
             masked[name] = values
         k = min(self.per_source, n_items)
         chosen = np.zeros((n_users, n_items), bool)
-        for values in masked.values():
+        for name, values in masked.items():
+            if name == "taste" and self.factors is None:
+                continue  # no projected taste: its all-zero scores would nominate arbitrary items
             top = np.argpartition(-values, k - 1, axis=1)[:, :k]
             np.put_along_axis(chosen, top, True, axis=1)
         chosen[seen.row, seen.col] = False
@@ -139,11 +141,11 @@ class RankerModel(ItemModel):
         ranks = {name: _ranks(masked[name]) for name in ("behaviour", "visual", "popularity", "taste")}
         best = self._visual_best(binary, users, items)
         features = np.column_stack([
-            _scaled(behaviour_all)[users, items], ranks["behaviour"][users, items],
-            _scaled(borrowed)[users, items], _scaled(visual)[users, items], ranks["visual"][users, items],
+            zscores(behaviour_all)[users, items], ranks["behaviour"][users, items],
+            zscores(borrowed)[users, items], zscores(visual)[users, items], ranks["visual"][users, items],
             (visual_sum / np.maximum(length, 1.0))[users, items], best, ranks["popularity"][users, items],
-            cold[items], self.age_days[items], length[users, 0], _scaled(behaviour_plain)[users, items],
-            _scaled(taste)[users, items], ranks["taste"][users, items],
+            cold[items], self.age_days[items], length[users, 0], zscores(behaviour_plain)[users, items],
+            zscores(taste)[users, items], ranks["taste"][users, items],
         ]).astype(np.float32)
         return users, items, features
 
@@ -178,12 +180,6 @@ def item_age_days(first_seen: np.ndarray, now: float) -> np.ndarray:
 def _newness(age_days: np.ndarray) -> np.ndarray:
     """Higher for newer items: cold ones first, then by days since first event."""
     return np.where(age_days < 0, 1e6, -age_days).astype(np.float32)
-
-
-def _scaled(scores: np.ndarray) -> np.ndarray:
-    std = scores.std(axis=1, keepdims=True)
-    mean = scores.mean(axis=1, keepdims=True)
-    return np.where(std > 1e-12, (scores - mean) / np.maximum(std, 1e-12), 0.0).astype(np.float32)
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
