@@ -152,6 +152,15 @@ def make_holdout(split: Split, item_space: Sequence[str],
                    train.item_counts() == 0)
 
 
+def served_holdout(split: Split, item_space: Sequence[str], recency_half_life_days: float | None,
+                   vectors: VisualVectors | None) -> Holdout:
+    """The holdout ranked as the service answers: with vectors, catalogue items in stock only."""
+    holdout = make_holdout(split, item_space, recency_half_life_days)
+    if vectors is None:
+        return holdout
+    return replace(holdout, showable=vectors.showable(np.asarray(item_space, dtype=str)))
+
+
 def with_recency(holdout: Holdout, events: pd.DataFrame, half_life_days: float) -> Holdout:
     """The same holdout with the histories re-weighted by another recency half-life (0: off)."""
     again = from_events(events, holdout.train.item_ids, half_life_days or None)
@@ -500,9 +509,7 @@ def evaluate(
     names = usable_behaviour_models(list(behaviour_names), len(item_space))
     settings = choose_settings(parts.train, item_space, names, k, vectors, hybrid_weight,
                                recency_half_life_days, kind=split)
-    holdout = make_holdout(parts, item_space, settings.recency_half_life_days)
-    if vectors is not None:  # ranked as the service answers: catalogue items in stock only
-        holdout = replace(holdout, showable=vectors.showable(item_space))
+    holdout = served_holdout(parts, item_space, settings.recency_half_life_days, vectors)
     models: dict[str, ItemModel] = {"popularity": PopularityModel().fit(holdout.train)}
     behaviours = {}
     for name in names:

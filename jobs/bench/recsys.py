@@ -270,18 +270,14 @@ def _demo(folder: Path, seed: int, looks: float) -> dict:
 
 def _ceiling(events: Any, vectors: Any, report: dict, data: Any) -> dict:
     """The visible-taste ceiling (jobs/bench/ceiling.py) on the same test split the report used."""
-    from dataclasses import replace
-
     from jobs.bench.ceiling import ceilings
     from recsys.cleaning import clean_events
-    from recsys.evaluation import item_space_of, make_holdout
+    from recsys.evaluation import item_space_of, served_holdout
     from recsys.split import split_events
 
     events = clean_events(events)
-    space = item_space_of(events, vectors)
-    holdout = make_holdout(split_events(events, "temporal", 0.2, 0), space,
-                           report["settings"]["recency_half_life_days"])
-    holdout = replace(holdout, showable=vectors.showable(space))
+    holdout = served_holdout(split_events(events, "temporal", 0.2, 0), item_space_of(events, vectors),
+                             report["settings"]["recency_half_life_days"], vectors)
     return ceilings(holdout, report["settings"], data.shoppers, data.attributes)
 
 
