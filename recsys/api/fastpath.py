@@ -14,7 +14,6 @@ request the fast path declines costs its parsing twice; a 4xx answer is not the 
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import re
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys.answers import DEFAULT_MODE, K_MAX, MODES, NO_CONSTRAINTS
 from recsys.api import lookup
+from recsys.api.auth import raw_headers_carry_api_token
 from recsys.api.errors import ApiError
 from recsys.api.schemas import BATCH_MAX, SessionRequest
 
@@ -84,8 +84,9 @@ class FastPathMiddleware:
                 if body is not None:
                     await _answer(scope, send, SIMILAR_ROUTE, body)
                     return
+            # POST /v1/recommend carries personal data: without the right token the route answers
             elif method == "POST" and path == RECOMMEND and _json_body_of_fast_size(scope) \
-                    and self.authorised(scope):
+                    and raw_headers_carry_api_token(scope["headers"], self.state.settings.api_token):
                 messages, error = await _read_body(receive)
                 body = await self.recommend(messages) if error is None else None
                 if body is not None:
@@ -93,17 +94,6 @@ class FastPathMiddleware:
                     return
                 receive = _replay(messages, error, receive)
         await self.app(scope, receive, send)
-
-    def authorised(self, scope: Scope) -> bool:
-        """POST /v1/recommend carries personal data: with RECSYS_API_TOKEN set, it is taken here only
-        with exactly the right bearer token; anything else goes on to the route (401 or 403)."""
-        token = self.state.settings.api_token
-        if token is None:
-            return True
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                return hmac.compare_digest(value, b"Bearer " + token.encode())
-        return False
 
     async def similar(self, item_id: str, query: bytes) -> bytes | None:
         """GET similar's answer bytes, or None to leave the request to the FastAPI route."""
