@@ -126,6 +126,15 @@ def _get_json(url: str) -> dict:
     return httpx.get(url, timeout=5).json()
 
 
+def stop(server: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a server process, and kill it when it does not exit within `timeout` seconds."""
+    server.terminate()
+    try:
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 def wait_ready(base: str, process: subprocess.Popen, timeout: float = 300) -> dict:
     """/readyz's answer once it is 200 (JobFailed if the server exits or the time runs out)."""
     import httpx
@@ -215,11 +224,7 @@ def _measure(args: argparse.Namespace, store: Path, second: str, levels: list[in
             reloads.append((c, target, _reload_run(base, script, c, args.reload_duration, store, target)))
             target = first if target == second else second
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         log.close()
     exports = _exports(store, work)  # after the server has stopped: the export has the cores
     args.load_after = os.getloadavg()[0]

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jobs.bench.api import lua_script, synthetic_embeddings, wait_ready
+from jobs.bench.api import lua_script, stop, synthetic_embeddings, wait_ready
 from jobs.bench.markdown import write_section
 from jobs.errors import JobFailed, UsageError
 
@@ -207,11 +207,7 @@ def _soak(args: argparse.Namespace, store: IndexStore, work: Path) -> dict:
         metrics = httpx.get(base + "/metrics", timeout=5).text
         strangers = _unknown_users(base, server.pid, args.unknown_users) if args.unknown_users else None
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
     match = re.search(r"RESULT (\{.*\})", out)
     if wrk.returncode != 0 or match is None:
         raise JobFailed(f"wrk failed ({wrk.returncode}): {out[-500:]} {err[-500:]}")
