@@ -64,3 +64,14 @@ def assert_exit_2(result: subprocess.CompletedProcess, *names: str | Path) -> No
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert any(str(name) in result.stderr for name in names), result.stderr[-2000:]
+
+
+def parquet_columns(names: list[str], *format_cells: st.SearchStrategy, rows: int = 3) -> st.SearchStrategy:
+    """Frames for a Parquet reader: 1 to 5 of `names`, each column `rows` values of one kind (text,
+    integers, floats, booleans, the format's own `format_cells`, nested lists, hostile cells)."""
+    kinds = [st.text(max_size=4) | st.none(), st.integers(-2**62, 2**62),
+             st.floats(allow_nan=True, allow_infinity=True), st.booleans(), *format_cells,
+             st.lists(st.integers(0, 3), max_size=2), hostile_cells]
+    values = st.one_of(*(st.lists(kind, min_size=rows, max_size=rows) for kind in kinds))
+    chosen = st.lists(st.sampled_from(names), min_size=1, max_size=5, unique=True)
+    return chosen.flatmap(lambda cols: st.fixed_dictionaries({c: values for c in cols}))

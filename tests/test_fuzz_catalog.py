@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from embeddings.catalog import catalog_from_folder, read_catalog
 from embeddings.errors import InputError
-from tests.fuzzing import FUZZ, assert_exit_2, hostile_cells, reads_or_names, run_cli
+from tests.fuzzing import FUZZ, assert_exit_2, hostile_cells, parquet_columns, reads_or_names, run_cli
 
 COLUMNS = ["item_id", "image", "category", "price", "faiss_id", "in_stock", "", "title"]
 
@@ -54,23 +54,9 @@ def test_fuzzed_csv(tmp_path_factory, text, junk, raw) -> None:
     check_catalog(reads_or_names(lambda: read_catalog(path), path))
 
 
-def parquet_columns() -> st.SearchStrategy:
-    n = 3
-    values = st.one_of(
-        st.lists(st.text(max_size=4) | st.none(), min_size=n, max_size=n),
-        st.lists(st.integers(-2**62, 2**62), min_size=n, max_size=n),
-        st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=n, max_size=n),
-        st.lists(st.booleans(), min_size=n, max_size=n),
-        st.lists(st.lists(st.integers(0, 3), max_size=2), min_size=n, max_size=n),
-        st.lists(st.binary(max_size=3), min_size=n, max_size=n),
-        st.lists(hostile_cells, min_size=n, max_size=n),
-    )
-    names = st.lists(st.sampled_from(COLUMNS), min_size=1, max_size=5, unique=True)
-    return names.flatmap(lambda cols: st.fixed_dictionaries({c: values for c in cols}))
-
 
 @FUZZ
-@given(columns=parquet_columns(), keep_required=st.booleans())
+@given(columns=parquet_columns(COLUMNS, st.binary(max_size=3)), keep_required=st.booleans())
 def test_fuzzed_parquet(tmp_path_factory, columns, keep_required) -> None:
     path = tmp_path_factory.mktemp("pq") / "catalog.parquet"
     if keep_required:

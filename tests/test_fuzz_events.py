@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from recsys.errors import InputError
 from recsys.events import EVENT_COLUMNS, load_events
-from tests.fuzzing import FUZZ, assert_exit_2, hostile_cells, reads_or_names, run_cli
+from tests.fuzzing import FUZZ, assert_exit_2, hostile_cells, parquet_columns, reads_or_names, run_cli
 
 COLUMNS = ["user_id", "item_id", "timestamp", "event", "weight", "rating", "extra"]
 
@@ -86,24 +86,11 @@ def test_fuzzed_recbole(tmp_path_factory, fields, rows) -> None:
     check_events(reads_or_names(lambda: load_events(path), path))
 
 
-def parquet_columns() -> st.SearchStrategy:
-    n = 3
-    values = st.one_of(
-        st.lists(st.text(max_size=4) | st.none(), min_size=n, max_size=n),
-        st.lists(st.integers(-2**62, 2**62), min_size=n, max_size=n),
-        st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=n, max_size=n),
-        st.lists(st.booleans(), min_size=n, max_size=n),
-        st.lists(st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1))
-                 | st.none(), min_size=n, max_size=n),
-        st.lists(st.lists(st.integers(0, 3), max_size=2), min_size=n, max_size=n),
-        st.lists(hostile_cells, min_size=n, max_size=n),
-    )
-    names = st.lists(st.sampled_from(COLUMNS), min_size=1, max_size=5, unique=True)
-    return names.flatmap(lambda cols: st.fixed_dictionaries({c: values for c in cols}))
+DATETIMES = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1)) | st.none()
 
 
 @FUZZ
-@given(columns=parquet_columns(), keep_required=st.booleans())
+@given(columns=parquet_columns(COLUMNS, DATETIMES), keep_required=st.booleans())
 def test_fuzzed_parquet(tmp_path_factory, columns, keep_required) -> None:
     path = tmp_path_factory.mktemp("pq") / "events.parquet"
     if keep_required:
