@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from index.lru import MISSING, LockedLRU
 from recsys.errors import InputError, UnknownItem
 from recsys.filters import MASK_CACHE, Filter, RowFilters, parse_filter
-from recsys.rules import VersionRules, load_rules
+from recsys.rules import VersionRules
 
 if TYPE_CHECKING:
     from index.loaded import LoadedIndex
@@ -152,7 +152,7 @@ class Answers:
         self._in_stock = (items["in_stock"].fillna(False).astype(bool).to_numpy()
                           if "in_stock" in items else None)
         self.filters = RowFilters(items)
-        self.rules = VersionRules(load_rules(index.path), self.filters, self.row_of)
+        self.rules = VersionRules.load(index.path, self.filters, self.row_of)
         self._masks: LockedLRU[np.ndarray | None] = LockedLRU(MASK_CACHE)  # see `_allowed`
         self._groups: dict[str, np.ndarray] = {}
         if behaviour is not None:

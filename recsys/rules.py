@@ -70,7 +70,9 @@ def _rule(kind: str, n: int, entry: Any, source: str) -> Rule:
     extra = sorted(set(entry) - allowed)
     if extra:
         raise InputError(f"{where}: unknown field {extra[0]!r} (expected {', '.join(sorted(allowed))})")
-    name = str(entry.get("name", f"{kind} {n}"))
+    name = entry.get("name", f"{kind} {n}")
+    if not isinstance(name, str):
+        raise InputError(f"{where}: name must be a string, not {name!r}")
     try:
         flt = parse_filter(entry["filter"]) if "filter" in entry else None
     except InputError as exc:
@@ -90,14 +92,19 @@ def _rule(kind: str, n: int, entry: Any, source: str) -> Rule:
 class VersionRules:
     """A version's rules as masks over its index rows."""
 
-    def __init__(self, rules: list[Rule], filters: RowFilters, row_of: dict[str, int]) -> None:
+    def __init__(self, rules: list[Rule], filters: RowFilters, row_of: dict[str, int],
+                 source: str = RULES_FILE) -> None:
+        """InputError naming `source` and the rule when a filter does not fit the catalogue."""
         self.rules = rules
         n = len(row_of)
         self.blocked: np.ndarray | None = None
         self.boosts: list[tuple[str, np.ndarray, float]] = []
         self.buries: list[tuple[str, np.ndarray]] = []
         for rule in rules:
-            mask = filters.mask(rule.filter).copy() if rule.filter is not None else np.zeros(n, dtype=bool)
+            try:
+                mask = filters.mask(rule.filter).copy() if rule.filter is not None else np.zeros(n, bool)
+            except InputError as exc:
+                raise InputError(f"{source}: [[{rule.kind}]] rule {rule.name!r}: {exc}") from None
             mask[[row_of[i] for i in rule.items if i in row_of]] = True
             if rule.kind == "block":
                 self.blocked = mask if self.blocked is None else self.blocked | mask
@@ -115,12 +122,28 @@ class VersionRules:
         return bool(self.rules)
 
 
+    @classmethod
+    def load(cls, version_dir: str | Path, filters: RowFilters, row_of: dict[str, int]) -> VersionRules:
+        """The version's rules over its rows; InputError naming its rules.toml when they are broken."""
+        return cls(load_rules(version_dir), filters, row_of, str(Path(version_dir) / RULES_FILE))
+
+
+def read_rules_text(path: Path) -> str:
+    """The text of a rules file; InputError naming it when it cannot be read or is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the rules file ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc})") from None
+
+
 def load_rules(version_dir: str | Path) -> list[Rule]:
     """The version's rules; none when it holds no rules.toml."""
     path = Path(version_dir) / RULES_FILE
     if not path.is_file():
         return []
-    return parse_rules(path.read_text(encoding="utf-8"), str(path))
+    return parse_rules(read_rules_text(path), str(path))
 
 
 def write_rules_version(store_dir: str | Path, rules_file: str | Path, publish: bool = True) -> str:
@@ -133,16 +156,10 @@ def write_rules_version(store_dir: str | Path, rules_file: str | Path, publish: 
     if base is None:
         raise InputError(f"{store_dir}: no published version to add rules to")
     path = Path(rules_file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the rules file ({exc})") from None
+    text = read_rules_text(path)
     rules = parse_rules(text, str(path))
     items = load_version(store_dir, base).items
-    try:
-        VersionRules(rules, RowFilters(items), {str(i): n for n, i in enumerate(items["item_id"])})
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
+    VersionRules(rules, RowFilters(items), {str(i): n for n, i in enumerate(items["item_id"])}, str(path))
     with store.write_version(base=base, without=(RULES_FILE,)) as writer:
         writer.file(RULES_FILE).write_text(text, encoding="utf-8")
         writer.commit({"rules": {"count": len(rules), "source": str(path)}})

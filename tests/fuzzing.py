@@ -4,6 +4,9 @@ raises InputError whose message names the file (and where it can, the row or key
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import math
 import os
 import subprocess
 import sys
@@ -75,3 +78,23 @@ def parquet_columns(names: list[str], *format_cells: st.SearchStrategy, rows: in
     values = st.one_of(*(st.lists(kind, min_size=rows, max_size=rows) for kind in kinds))
     chosen = st.lists(st.sampled_from(names), min_size=1, max_size=5, unique=True)
     return chosen.flatmap(lambda cols: st.fixed_dictionaries({c: values for c in cols}))
+
+
+def toml_value(value: Any) -> str:
+    """A Python value as a TOML value (inline tables and arrays), for documents built by hand."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value == math.inf else
+                                                 "-inf" if value == -math.inf else repr(value))
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string (surrogates make it invalid TOML: fine)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(value)

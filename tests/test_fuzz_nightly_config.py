@@ -4,7 +4,6 @@ the key; `recsys nightly` exits 2 before it locks, embeds or publishes anything.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from jobs.errors import UsageError
 from jobs.nightly.config import SECTIONS, NightlyConfig, load_config
-from tests.fuzzing import FUZZ, assert_exit_2, reads_or_names, run_cli
+from tests.fuzzing import FUZZ, assert_exit_2, reads_or_names, run_cli, toml_value
 
 GOOD: dict[str, Any] = {
     "work_dir": "work", "store": "store",
@@ -28,25 +27,6 @@ GOOD: dict[str, Any] = {
     "gates": {"max_item_drop": 0.2, "recall_margin": 0.02, "keep_rejected": False,
               "min_neighbour_overlap": 0.5, "accept_drift": False},
 }
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value == math.inf else
-                                                 "-inf" if value == -math.inf else repr(value))
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string (surrogates make it invalid TOML: fine)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(value)
 
 
 def to_toml(config: dict[str, Any]) -> str:

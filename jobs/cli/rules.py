@@ -40,7 +40,7 @@ def run_show(args: argparse.Namespace) -> int:
     from index.errors import IndexLoadError
     from index.remote import RemoteError, local_copy
     from index.store import IndexStore
-    from recsys.rules import RULES_FILE
+    from recsys.rules import RULES_FILE, read_rules_text
 
     try:
         store = IndexStore(local_copy(args.store, (args.version,)))
@@ -57,6 +57,7 @@ def run_show(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"# version {version} has no rules")
         return 0
+    text = read_rules_text(path)  # InputError naming it when it is not text: exit 2
     print(f"# version {version}: {RULES_FILE}")
-    print(path.read_text(encoding="utf-8"), end="")
+    print(text, end="")
     return 0
