@@ -170,18 +170,19 @@ class Answers:
 
         behaviour: "optional" (load it where the version has it, else record why not in
         `behaviour_error`), "required" (raise InputError without it) or "none" (do not load it).
-        Raises IndexLoadError when the index version cannot be loaded."""
+        Raises IndexLoadError when the index version cannot be loaded, InputError naming the file
+        when its behaviour/ folder or rules.toml is broken (a reload then keeps the old version)."""
         if index is None:
             from index.store import load_version
 
             index = load_version(store_dir, version)
         if behaviour == "none":
             return cls(index)
-        from recsys.behaviour_store import load_behaviour
+        from recsys.behaviour_store import NoBehaviour, load_behaviour
 
         try:
             return cls(index, load_behaviour(Path(index.path)))
-        except Exception as exc:  # noqa: BLE001 - no behaviour data must not stop visual answers
+        except NoBehaviour as exc:  # answered visually; a behaviour/ folder that is broken is an error
             if behaviour == "required":
                 raise
             log.warning("version %s: no behaviour recommender (%s)", index.version, exc)

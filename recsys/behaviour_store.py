@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import math
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -42,7 +44,10 @@ from recsys.models import (
     make_behaviour_model,
     usable_behaviour_models,
 )
+from recsys.models.hybrid import COLD_MODES, MAX_COLD_WEIGHT, TASTES
+from recsys.models.implicit_models import WEIGHTINGS, AlsModel
 from recsys.models.projection import ColdFactors, fit_cold_factors, projected_donors
+from recsys.npz import read_npz
 from recsys.sparse_ops import csr_arrays, csr_from
 
 if TYPE_CHECKING:
@@ -208,27 +213,158 @@ def save_behaviour(behaviour: Behaviour, folder: Path) -> None:
     (folder / MANIFEST).write_text(json.dumps(behaviour.manifest, indent=2, sort_keys=True))
 
 
+class NoBehaviour(InputError):
+    """The version holds no behaviour/ folder (it answers by image similarity alone)."""
+
+
 def load_behaviour(version_dir: Path) -> Behaviour:
-    """Raises InputError when the folder is missing or any of its files is unreadable."""
+    """Raises NoBehaviour when the version has no behaviour/ folder, InputError naming the file
+    (and the key) when one of its files is missing, unreadable or disagrees with the others."""
     folder = Path(version_dir) / BEHAVIOUR_DIR
-    if not (folder / MANIFEST).is_file():
-        raise InputError(f"{version_dir}: no behaviour data (run `recsys behaviour fit`)")
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        model = ItemModel.load(folder / "model.npz")
-        visual = ItemModel.load(folder / "visual.npz")
-        interactions = Interactions.load(folder / "interactions.npz")
-        donors = cold_factors = None
-        if (folder / DONORS_FILE).is_file():
-            with np.load(folder / DONORS_FILE, allow_pickle=False) as data:
-                donors = csr_from(data, "donors") if "donors_data" in data else None
-                cold_factors = ColdFactors.from_arrays(data)
-        ranker = (folder / RANKER_FILE).read_text() if (folder / RANKER_FILE).is_file() else None
-    except (OSError, ValueError, KeyError, EOFError) as exc:  # zip and npz errors are ValueError/OSError
-        raise InputError(f"{folder}: unreadable behaviour data ({type(exc).__name__}: {exc})") from None
-    if not isinstance(model, NeighbourModel) or not isinstance(visual, VisualModel):
-        raise InputError(f"{folder}: model.npz or visual.npz holds the wrong kind of model")
+    if not folder.is_dir():
+        raise NoBehaviour(f"{version_dir}: no behaviour data (run `recsys behaviour fit`)")
+    manifest = _read(folder / MANIFEST, _read_manifest)
+    model = _read(folder / "model.npz", ItemModel.load)
+    visual = _read(folder / "visual.npz", ItemModel.load)
+    interactions = _read(folder / "interactions.npz", Interactions.load)
+    donors = cold_factors = None
+    if (folder / DONORS_FILE).is_file():
+        donors, cold_factors = _read(folder / DONORS_FILE, _read_donors)
+    ranker = _read(folder / RANKER_FILE, lambda path: path.read_text(encoding="utf-8")) \
+        if (folder / RANKER_FILE).is_file() else None
+    _check_models(folder, model, visual)
+    _check_interactions(folder / "interactions.npz", interactions, model.item_ids)
+    _check_donors(folder / DONORS_FILE, donors, cold_factors, len(model.item_ids))
     return Behaviour(manifest, model, visual, interactions, donors, ranker, cold_factors)
+
+
+T = TypeVar("T")
+# What numpy, zipfile, json and the model constructors raise on a damaged file.
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile)
+
+
+def _read(path: Path, read: Callable[[Path], T]) -> T:
+    """`read(path)`, its failures as InputError naming the file."""
+    if not path.is_file():
+        raise InputError(f"{path}: missing")
+    try:
+        return read(path)
+    except InputError as exc:
+        raise InputError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
+    except UNREADABLE as exc:
+        raise InputError(f"{path}: unreadable behaviour data ({type(exc).__name__}: {exc})") from None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# behaviour.json's keys that loading and serving read: (required, check, what it must be)
+MANIFEST_KEYS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
+    "model": (True, lambda v: isinstance(v, str), "the behaviour model's name"),
+    "hybrid_weight": (True, lambda v: _is_number(v) and 0 <= v <= 1, "a number from 0 to 1"),
+    "hybrid_cold_weight": (False, lambda v: _is_number(v) and 0 < v <= MAX_COLD_WEIGHT,
+                           f"a number above 0 and at most {MAX_COLD_WEIGHT:g}"),
+    "hybrid_cold": (False, lambda v: v in COLD_MODES, f"one of {', '.join(COLD_MODES)}"),
+    "hybrid_donors": (False, lambda v: _is_count(v) and v >= 1, "a positive integer"),
+    "hybrid_cold_from": (False, lambda v: v is None or _is_count(v) and v >= 0, "null or an integer from 0"),
+    "hybrid_taste": (False, lambda v: v in TASTES, f"one of {', '.join(TASTES)}"),
+    "recency_half_life_days": (False, lambda v: v is None or _is_number(v) and v >= 0,
+                               "null or a number from 0"),
+}
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
+    for key, (required, check, what) in MANIFEST_KEYS.items():
+        if key not in manifest:
+            if required:
+                raise InputError(f"{path}: key {key!r} is missing")
+        elif not check(manifest[key]):
+            raise InputError(f"{path}: key {key!r} must be {what}, not {manifest[key]!r}")
+    return manifest
+
+
+def _read_donors(path: Path) -> tuple[sp.csr_matrix | None, ColdFactors | None]:
+    data = read_npz(path)
+    donors = csr_from(data, "donors") if "donors_data" in data else None
+    return donors, ColdFactors.from_arrays(data)
+
+
+def _bad(path: Path, key: str, problem: str) -> InputError:
+    return InputError(f"{path}: key {key!r} {problem}")
+
+
+def _check_ids(path: Path, key: str, ids: np.ndarray) -> None:
+    if ids.ndim != 1 or ids.dtype.kind != "U":
+        raise _bad(path, key, f"must be a list of id strings, not {ids.dtype} of shape {ids.shape}")
+    if len(set(ids.tolist())) != len(ids):
+        raise _bad(path, key, "holds an id twice")
+
+
+def _check_numbers(path: Path, key: str, array: np.ndarray, shape: tuple[int | None, ...], what: str) -> None:
+    """`array` holds finite real numbers in `shape` (None: any length)."""
+    if array.ndim != len(shape) or any(want not in (None, got) for got, want in zip(array.shape, shape)):
+        expected = ", ".join("any" if n is None else str(n) for n in shape)
+        raise _bad(path, key, f"has shape {array.shape}, expected ({expected}) ({what})")
+    if array.dtype.kind not in "fiu" or not np.isfinite(array).all():
+        raise _bad(path, key, f"must hold finite numbers, not {array.dtype}")
+
+
+def _check_models(folder: Path, model: ItemModel, visual: ItemModel) -> None:
+    """model.npz and visual.npz: neighbour models over one item space, every array sized to it."""
+    for name, loaded, kind in (("model.npz", model, NeighbourModel), ("visual.npz", visual, VisualModel)):
+        path = folder / name
+        if not isinstance(loaded, kind):
+            raise _bad(path, "kind", f"must name a {'visual' if kind is VisualModel else 'behaviour'} model, "
+                                     f"not {loaded.kind!r}")
+        _check_ids(path, "item_ids", loaded.item_ids)
+        n = len(model.item_ids)
+        if name == "visual.npz" and not np.array_equal(loaded.item_ids, model.item_ids):
+            raise _bad(path, "item_ids", "differs from the item_ids of model.npz")
+        items = f"one row per item of item_ids, {n}"
+        if loaded.similarity.shape != (n, n):
+            raise _bad(path, "similarity_shape", f"is {loaded.similarity.shape}, expected ({n}, {n}) "
+                                                 f"({items})")
+        if loaded.popularity is not None:
+            _check_numbers(path, "popularity", loaded.popularity, (n,), items)
+        if isinstance(loaded, AlsModel):
+            _check_numbers(path, "item_factors", loaded.item_factors, (n, None), items)
+        for key, value in loaded.params().items():  # the constructor took them unchecked
+            if not (value in WEIGHTINGS if key == "weighting" else
+                    isinstance(value, str) or _is_number(value) and value >= 0):
+                raise _bad(path, "params", f"holds {key} = {value!r}")
+
+
+def _check_interactions(path: Path, interactions: Interactions, item_ids: np.ndarray) -> None:
+    _check_ids(path, "user_ids", interactions.user_ids)
+    if not np.array_equal(interactions.item_ids, item_ids):
+        raise _bad(path, "item_ids", "differs from the item_ids of model.npz")
+    shape = (len(interactions.user_ids), len(item_ids))
+    for key, matrix in (("matrix", interactions.matrix), ("recent", interactions.recent)):
+        if matrix.shape != shape:
+            raise _bad(path, f"{key}_shape", f"is {matrix.shape}, expected {shape} (a row per user of "
+                                             "user_ids, a column per item of model.npz)")
+    _check_numbers(path, "trending", interactions.trending, (shape[1],), "one per item of model.npz")
+
+
+def _check_donors(path: Path, donors: sp.csr_matrix | None, factors: ColdFactors | None, n: int) -> None:
+    if donors is not None and donors.shape != (n, n):
+        raise _bad(path, "donors_shape", f"is {donors.shape}, expected ({n}, {n}): the items of model.npz")
+    if factors is not None:
+        _check_numbers(path, "cold_item_factors", factors.item_factors, (n, None),
+                       "a row per item of model.npz")
+        _check_numbers(path, "cold_fold", factors.fold, (factors.item_factors.shape[1], n),
+                       "factors x items, as cold_item_factors")
+        if factors.weighting not in WEIGHTINGS:
+            raise _bad(path, "cold_weighting",
+                       f"must be one of {', '.join(WEIGHTINGS)}, not {factors.weighting!r}")
 
 
 def write_version(store_dir: str | Path, base_version: str, behaviour: Behaviour, source: str,

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from recsys.cleaning import decay
 from recsys.errors import InputError
+from recsys.npz import read_npz
 from recsys.sparse_ops import csr_arrays, csr_from
 
 
@@ -53,14 +54,14 @@ class Interactions:
 
     @classmethod
     def load(cls, path: str | Path) -> Interactions:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(
-                user_ids=data["user_ids"],
-                item_ids=data["item_ids"],
-                matrix=csr_from(data, "matrix"),
-                recent=csr_from(data, "recent"),
-                trending=data["trending"],
-            )
+        data = read_npz(path)
+        return cls(
+            user_ids=data["user_ids"],
+            item_ids=data["item_ids"],
+            matrix=csr_from(data, "matrix"),
+            recent=csr_from(data, "recent"),
+            trending=data["trending"],
+        )
 
 
 def from_events(

@@ -45,7 +45,24 @@ def csr_arrays(prefix: str, matrix: sp.spmatrix) -> dict[str, np.ndarray]:
 
 
 def csr_from(data: Mapping[str, np.ndarray], prefix: str) -> sp.csr_matrix:  # an NpzFile, say
-    return sp.csr_matrix(
-        (data[f"{prefix}_data"], data[f"{prefix}_indices"], data[f"{prefix}_indptr"]),
-        shape=tuple(int(x) for x in data[f"{prefix}_shape"]),
-    )
+    """The matrix `csr_arrays` wrote, checked whole (scipy's own check misses a decreasing index
+    pointer): ValueError naming `prefix` when its arrays do not make one."""
+    values, indices, indptr, shape = (data[f"{prefix}_{part}"]
+                                      for part in ("data", "indices", "indptr", "shape"))
+    if values.dtype.kind not in "fiu" or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" \
+            or shape.dtype.kind not in "iu":
+        raise ValueError(f"{prefix}: expected real values and integer indices, index pointer and shape, "
+                         f"got {values.dtype}, {indices.dtype}, {indptr.dtype} and {shape.dtype}")
+    if shape.shape != (2,) or shape.min() < 0:
+        raise ValueError(f"{prefix}_shape: expected 2 sizes, got {shape.tolist()}")
+    rows, cols = (int(x) for x in shape)
+    if values.ndim != 1 or values.shape != indices.shape:
+        raise ValueError(f"{prefix}: {values.shape} values for {indices.shape} column indices")
+    if indptr.shape != (rows + 1,) or indptr[0] != 0 or indptr[-1] != len(indices) \
+            or (np.diff(indptr) < 0).any():
+        raise ValueError(f"{prefix}_indptr: not {rows + 1} non-decreasing offsets from 0 to {len(indices)}")
+    if len(indices) and (indices.min() < 0 or indices.max() >= cols):
+        raise ValueError(f"{prefix}_indices: column indices outside 0..{cols - 1}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{prefix}_data: holds values that are not finite")
+    return sp.csr_matrix((values, indices, indptr), shape=(rows, cols))

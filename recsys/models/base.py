@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from recsys.errors import InputError, UnknownItem
 from recsys.interactions import Interactions
+from recsys.npz import read_npz
 from recsys.sparse_ops import csr_arrays, csr_from
 
 # Zero-score items are ordered by popularity: small enough never to outrank a real score.
@@ -121,17 +122,19 @@ class ItemModel:
     def load(path: str | Path) -> ItemModel:
         """Any saved model; the class comes from the file's `kind`."""
         try:
-            data = np.load(path, allow_pickle=False)
+            data = read_npz(path)
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: not a saved model ({exc})") from None
-        with data:
-            kind = str(data["kind"])
-            if kind not in MODEL_TYPES:
-                raise InputError(f"{path}: unknown model kind {kind!r}")
+        kind = str(data["kind"])
+        if kind not in MODEL_TYPES:
+            raise InputError(f"{path}: unknown model kind {kind!r}")
+        try:
             model = MODEL_TYPES[kind](**json.loads(str(data["params"])))
-            model.item_ids = data["item_ids"]
-            model.popularity = data["popularity"] if "popularity" in data else None
-            model._restore(data)
+        except (ValueError, TypeError) as exc:  # not JSON, not an object, or not this kind's settings
+            raise InputError(f"{path}: key 'params' is not a {kind} model's settings ({exc})") from None
+        model.item_ids = data["item_ids"]
+        model.popularity = data.get("popularity")
+        model._restore(data)
         return model
 
 
