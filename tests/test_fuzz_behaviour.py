@@ -347,3 +347,12 @@ def test_found_by_fuzzing(good, tmp_path, capsys, name, damage, needle) -> None:
     assert str(path.parent) in str(info.value) and needle in str(info.value)
     code, err = cli(capsys, "recommend", "u1", "--store", str(store))
     assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_export_names_the_broken_file(good, tmp_path, capsys) -> None:
+    """`recsys export` (hybrid by default) refuses a broken behaviour folder, saying which file,
+    without blaming --users it was not given; nothing is written."""
+    store, path = damaged(good, tmp_path, "behaviour.json", set_key("hybrid_taste", "sepia"))
+    code, err = cli(capsys, "export", "--store", str(store), "--out", str(tmp_path / "out"))
+    assert code == 2 and str(path) in err and "key 'hybrid_taste'" in err and "--users" not in err, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

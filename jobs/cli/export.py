@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     behaviour = "required" if args.users else ("none" if args.mode == "visual" else "optional")
     try:  # IndexLoadError: exit 1 (jobs/cli/__init__.py)
         answers = Answers.load(local_copy(args.store, (args.version,)), args.version, behaviour=behaviour)
-    except InputError as exc:
-        raise UsageError(f"--users: {exc}") from None
+    except InputError as exc:  # no behaviour data for --users; a broken behaviour/ folder or rules.toml
+        raise UsageError(f"--users: {exc}" if args.users else str(exc)) from None
     constraints = shop_constraints(args, answers)
     used, note = answers.answering_mode(args.mode)
     if note:
