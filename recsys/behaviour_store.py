@@ -294,6 +294,9 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 def _read_donors(path: Path) -> tuple[sp.csr_matrix | None, ColdFactors | None]:
     data = read_npz(path)
     donors = csr_from(data, "donors") if "donors_data" in data else None
+    for key in ("cold_fold", "cold_item_factors"):  # cast to float32 when read: complex would lose a part
+        if key in data and data[key].dtype.kind not in "fiu":
+            raise _bad(path, key, f"must hold real numbers, not {data[key].dtype}")
     return donors, ColdFactors.from_arrays(data)
 
 

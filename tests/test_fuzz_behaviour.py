@@ -333,6 +333,8 @@ def test_found_by_fuzzing_crashes(good, tmp_path, name, key, change, needle) -> 
     ("model.npz", change("similarity_data", "bool"), "similarity: expected real values"),
     ("model.npz", change("similarity_indices", "nan"), "similarity: expected real values and integer"),
     ("visual.npz", change("similarity_data", "text"), "similarity: expected real values"),
+    # read with its imaginary part dropped (a ComplexWarning)
+    ("cold_donors.npz", change("cold_fold", "complex"), "key 'cold_fold' must hold real numbers"),
     # refused without naming the file or the key
     ("behaviour.json", set_key("hybrid_weight", 1.5), "key 'hybrid_weight' must be a number from 0 to 1"),
     ("model.npz", change("kind", "float64"), "key 'kind': Object arrays cannot be loaded"),
