@@ -12,6 +12,10 @@ exclude and where to start from) and, when cold items borrow by projection, `col
 (each item without events: the warm items its picture projects nearest to in behaviour space;
 with the hybrid's `cold="factors"` or `taste="projected"` also the user fold-in and every item's
 projected factors).
+
+`load_behaviour` checks each file against the others (behaviour.json's keys, every array sized to
+the item list): a broken folder is an InputError naming the file and key, and the version does not
+load; a version without behaviour/ raises NoBehaviour and is answered by image similarity alone.
 """
 
 from __future__ import annotations
