@@ -26,7 +26,6 @@ ITEMS_FILE = "items.parquet"
 VECTORS_FILE = "vectors.npy"
 NEIGHBOURS_FILE = "neighbours.npy"
 NEIGHBOUR_SCORES_FILE = "neighbour_scores.npy"
-MMAP_MIN_BYTES = 1 << 30
 SUBSET_CACHE = 64  # filter masks whose allowed rows (and ID selector) are kept
 BRUTE_FORCE_MAX = 50_000  # with no ID selector, a filter leaving at most this many items: exact search
 EXACT_MAX_FLOATS = 1 << 20  # a filter leaving items x dim at most this: exact search (a 4 MiB read)
@@ -63,11 +62,17 @@ class LoadedIndex:
         # Plain array views of the memory-mapped lists: each row of an np.memmap costs ~2.5 us more.
         self.neighbours = None if neighbours is None else np.asarray(neighbours)
         self.neighbour_scores = None if neighbour_scores is None else np.asarray(neighbour_scores)
-        self._row_of_item = pd.Index(self.items["item_id"].to_numpy())
         self._fid_order = np.argsort(fids, kind="stable")
         self._sorted_fids = fids[self._fid_order]
-        self._item_ids = self.items["item_id"].to_numpy(dtype=object)
-        self._id_list = self._item_ids.tolist()  # the same ids as a list: faster to index one at a time
+        # The item ids, built once per version and shared with recsys.answers: a list of str (fast
+        # to index one at a time), the same objects as an array (for vectorised indexing), and each
+        # id's row. Per-item Python work is what a reload of a large version spends its time on.
+        column = self.items["item_id"]
+        self.item_ids: list[str] = (column if pd.api.types.is_string_dtype(column)
+                                    else column.astype(str)).tolist()
+        self._id_list = self.item_ids
+        self._item_ids = np.array(self.item_ids, dtype=object)
+        self.row_of: dict[str, int] = dict(zip(self.item_ids, range(self._count)))
         # Compressed codes (PQ, SQ) give approximate scores: re-score the hits with the stored vectors.
         factory = str(meta.get("factory", ""))
         self.rescore = any(code in factory for code in ("PQ", "SQ", "LSH", "RaBitQ"))
@@ -80,13 +85,16 @@ class LoadedIndex:
         self._wide: LockedLRU[faiss.SearchParameters] = LockedLRU(SUBSET_CACHE)  # k -> HNSW parameters
 
     @classmethod
-    def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
-        index_path = vdir / INDEX_FILE
-        if mmap is None:
-            mmap = index_path.stat().st_size >= MMAP_MIN_BYTES
+    def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool = True) -> LoadedIndex:
+        """Open a version's files. With `mmap` (the default), the index's vectors, graph and lists
+        are memory-mapped read-only from index.faiss (FAISS's IO_FLAG_MMAP_IFC), like vectors.npy
+        and the neighbour lists: opening costs no copy, the page cache holds the data once however
+        many versions and processes read it, and a version being loaded beside the serving one adds
+        little memory of its own. mmap=False reads the index into memory, for callers that modify it
+        (an update adds and removes vectors)."""
         flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
-            index = faiss.read_index(str(index_path), flags)
+            index = faiss.read_index(str(vdir / INDEX_FILE), flags)
             items = pd.read_parquet(vdir / ITEMS_FILE)
             vectors = np.load(vdir / VECTORS_FILE, mmap_mode="r")
             neighbours = scores = None
@@ -109,15 +117,11 @@ class LoadedIndex:
         return self._count
 
     def has_item(self, item_id: str) -> bool:
-        return item_id in self._row_of_item
+        return item_id in self.row_of
 
     def row(self, item_id: str) -> int:
         """Position of the item in `items`; KeyError for an unknown item."""
-        try:
-            loc = self._row_of_item.get_loc(item_id)
-        except KeyError:
-            raise KeyError(item_id) from None
-        return int(loc)
+        return self.row_of[item_id]
 
     def vector(self, item_id: str) -> np.ndarray:
         return np.asarray(self.vectors[self.row(item_id)], dtype=np.float32)
@@ -152,7 +156,7 @@ class LoadedIndex:
         items, else by `nearest` (a filtered search that never comes back short).
         """
         row = self.row(item_id)
-        banned = {self._row_of_item.get_loc(e) for e in exclude if e in self._row_of_item}
+        banned = {self.row_of[e] for e in exclude if e in self.row_of}
         if where is not None:
             mask = np.array(where(self.items), dtype=bool)
             allowed = mask if allowed is None else mask & allowed

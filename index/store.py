@@ -364,12 +364,12 @@ def _staging_is_stale(folder: Path, max_age: float) -> bool:
 
 
 def load_version(store: str | Path, version: str | None = None, verify: bool = True,
-                 mmap: bool | None = None) -> LoadedIndex:
+                 mmap: bool = True) -> LoadedIndex:
     """Load a version (None: CURRENT) for serving; IndexLoadError with a clear message otherwise.
 
-    Checksums are verified first, so a corrupt file never replaces a serving index. Indexes over
-    MMAP_MIN_BYTES are memory-mapped (mmap=None decides by size). FAISS search threads are set to
-    `threads.search_threads()` (1 by default; see index/threads.py).
+    Checksums are verified first, so a corrupt file never replaces a serving index. The index is
+    memory-mapped read-only unless mmap=False (LoadedIndex.open: pass False to modify it). FAISS
+    search threads are set to `threads.search_threads()` (1 by default; see index/threads.py).
     """
     from index.loaded import LoadedIndex  # here, not above: reading the store needs neither FAISS nor pandas
 

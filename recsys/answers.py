@@ -146,8 +146,8 @@ class Answers:
         self.behaviour = behaviour
         self.behaviour_error = behaviour_error
         items = index.items
-        self.item_ids: list[str] = items["item_id"].astype(str).tolist()  # in index row order
-        self.row_of: dict[str, int] = {item_id: row for row, item_id in enumerate(self.item_ids)}
+        self.item_ids: list[str] = index.item_ids  # in index row order (the index's, built once)
+        self.row_of: dict[str, int] = index.row_of
         self._categories = items["category"].astype(str).to_numpy(dtype=str) if "category" in items else None
         self._in_stock = (items["in_stock"].fillna(False).astype(bool).to_numpy()
                           if "in_stock" in items else None)
