@@ -25,7 +25,7 @@ import pandas as pd
 HIDDEN_COLUMNS = ("image", "item_id", "score")
 # Columns are converted this many rows at a time: each conversion holds the GIL, and the server's
 # event loop keeps answering beside a reload, so each pause stays a few milliseconds.
-SLICE_ROWS = 65_536
+SLICE_ROWS = 16_384
 
 
 class DisplayMetadata:
