@@ -22,6 +22,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ SECTION = "## Reload"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("reload", help="server start to ready and hot-reload swap times (needs wrk)")
+    parser = subparsers.add_parser("reload", help="server start to ready and hot reload times (needs wrk)")
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--factory", default="auto",
@@ -158,9 +159,12 @@ def _measure(args: argparse.Namespace, store: Path, versions: list[str], build_s
     starts.append(seconds)
     swaps: list[float] = []
     probe_failed = probes = 0
+    wrk = None
     try:
         memory_ready = _status(server.pid)
-        duration = round(args.gap * (args.swaps + 1))
+        # Long enough for every switch (each must land within a gap) and a gap after the last; wrk
+        # is stopped then (SIGINT: it reports what it measured so far).
+        duration = round(args.gap * (2 * args.swaps + 2))
         wrk = subprocess.Popen(
             ["wrk", "-t1", f"-c{args.connections}", f"-d{duration}s", "--timeout", "5s", "-s", str(script),
              base + "/"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -171,7 +175,7 @@ def _measure(args: argparse.Namespace, store: Path, versions: list[str], build_s
                 time.sleep(args.gap)  # each switch finds the server settled on the version before, under load
                 target = versions[n % 2]
                 store_obj.publish(target)  # checksums verified first, then CURRENT replaced
-                switched = (store.joinpath(CURRENT)).stat().st_mtime
+                switched = store.joinpath(CURRENT).stat().st_mtime
                 while True:
                     item = f"item{rng.randrange(args.items):07d}"
                     response = client.get(f"{base}/v1/items/{item}/similar", params={"k": 10})
@@ -184,9 +188,13 @@ def _measure(args: argparse.Namespace, store: Path, versions: list[str], build_s
                     if time.time() - switched > args.gap:
                         raise JobFailed(f"the server did not answer from version {target} within "
                                         f"{args.gap} s of the switch; see {log_path}")
-        out, err = wrk.communicate(timeout=duration + 60)
+        time.sleep(args.gap)
+        wrk.send_signal(signal.SIGINT)
+        out, err = wrk.communicate(timeout=60)
         memory_end = _status(server.pid)
     finally:
+        if wrk is not None and wrk.poll() is None:
+            wrk.kill()
         stop(server)
     result = _wrk_result(out, err)
     args.load_after = os.getloadavg()[0]
@@ -229,22 +237,24 @@ def _report(args: argparse.Namespace, store: Path, starts: list[float], swaps: l
         return f"{kb / 1024:,.0f} MiB"
 
     lines = [
-        f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
-        f"{platform.processor() or platform.machine()}; load average {args.load_before:.1f} when it started "
-        f"and {args.load_after:.1f} when it ended: a load above about 1 means other work shared the cores "
-        "and the figures are upper bounds).",
+        f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}; load average "
+        f"{args.load_before:.1f} when it started and {args.load_after:.1f} when it ended: a load above "
+        "about 1 means other work shared the cores and the figures are upper bounds).",
         "",
         f"Each version: {args.items:,} synthetic clustered unit vectors of {args.dim} dimensions, "
         f"`{meta.get('factory')}` (search {meta.get('search')}, recall@10 {meta.get('recall@10')}), "
         + (f"stored neighbour lists of {neighbours} (computed by the index)" if neighbours else
-           "no stored neighbour lists (a build stores them up to 250,000 items; GET similar is a live search)")
+           "no stored neighbour lists (a build stores them up to 250,000 items: GET similar is a live "
+           "search)")
         + f"; files: {held}. Both versions are builds of the same embedding set"
         + (f" ({build_s:.0f} s for the set and the builds)." if build_s is not None else "."),
         "",
         f"- Server start to ready (`recsys serve` launched, to the first 200 from /readyz): "
         f"{', '.join(f'{s:.2f}' for s in starts)} s.",
         f"- Hot reload under `wrk -t1 -c{args.connections}` (GET similar of random items, "
-        f"{wrk['rps']:,.0f} requests/s, p99 {wrk['p99_us'] / 1000:.1f} ms, max {wrk['max_us'] / 1000:.0f} ms, "
+        f"{wrk['rps']:,.0f} requests/s, p99 {wrk['p99_us'] / 1000:.1f} ms, "
+        f"max {wrk['max_us'] / 1000:.0f} ms, "
         f"{wrk['requests']:,} requests, **{wrk['failed']} failed**): CURRENT switched {len(swaps)} times, "
         f"{args.gap:g} s apart; from the switch to the first answer from the new version: "
         f"**{', '.join(f'{s:.2f}' for s in swaps)} s** (the server's watcher checks CURRENT every "
