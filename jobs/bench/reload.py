@@ -1,16 +1,16 @@
 """`recsys bench reload`: how fast the server starts and swaps in a new version, into BENCHMARKS.md
-("## Reload").
+("## Reload, N items").
 
 A synthetic store with two versions of one embedding set is built (`--store` keeps it for the next
-run; `--build-only` stops there, so a long build can run at low priority and the measurement at
-normal priority). `recsys serve` starts on one version: start to ready is the time from launching
+run; `--build-only` stops there, so that a long build can run at low priority and the measurement
+at normal priority). `recsys serve` starts on one version: start to ready is the time from launching
 the process to its first 200 from /readyz. Then `wrk` asks for the similar items of random items at
-`--connections` while CURRENT is switched to the other version `--swaps` times, `--gap` seconds
-apart. Beside wrk, a probe asks GET similar of random items one after another; a swap's time is
-from CURRENT's modification time to the first probe answer that names the new version. Reported:
-every swap time, every failed request (wrk's and the probe's), and the server's memory (resident
-set after start, its peak over the run, and the part that is not file-backed at the end: the
-memory-mapped files of two versions side by side are page cache, not the server's own memory).
+`--connections` while CURRENT is switched between the two versions `--swaps` times, each switch
+`--gap` seconds after the server answered from the version before. Beside wrk, a probe asks GET
+similar of random items one request after another; a swap's time is from CURRENT's modification
+time to the first probe answer that names the new version. Reported: every swap time, every failed
+request (wrk's and the probe's), the load times the server logged, and its memory (resident set once
+ready, its peak over the run, and the part that is its own rather than memory-mapped files).
 """
 
 from __future__ import annotations
@@ -256,10 +256,11 @@ def _report(args: argparse.Namespace, store: Path, starts: list[float], swaps: l
         f"{wrk['rps']:,.0f} requests/s, p99 {wrk['p99_us'] / 1000:.1f} ms, "
         f"max {wrk['max_us'] / 1000:.0f} ms, "
         f"{wrk['requests']:,} requests, **{wrk['failed']} failed**): CURRENT switched {len(swaps)} times, "
-        f"{args.gap:g} s apart; from the switch to the first answer from the new version: "
+        f"each {args.gap:g} s after the server answered from the version before; from the switch to the "
+        "first answer from the new version: "
         f"**{', '.join(f'{s:.2f}' for s in swaps)} s** (the server's watcher checks CURRENT every "
         f"{args.reload_interval:g} s). The probe sent {probes:,} requests beside wrk, {probe_failed} failed.",
-        f"- Version loads as the server logged them (start first, then each swap): "
+        f"- Version loads as the server logged them ({args.starts} at start, then one a swap): "
         f"{', '.join(f'{s:.2f}' for s in loads)} s.",
         f"- Server memory: resident {mib(ready['VmRSS'])} once ready ({mib(ready['RssAnon'])} of it its own, "
         f"the rest memory-mapped files); peak resident over the run {mib(end['VmHWM'])}; at the end "
