@@ -152,6 +152,7 @@ def test_display_metadata_is_what_pandas_records_give(monkeypatch) -> None:
     for frame in (items, pd.read_parquet(io.BytesIO(buffer.getvalue()))):
         metadata = DisplayMetadata(frame)
         assert [metadata.members(row) for row in range(len(frame))] == records_reference(frame)
+        assert metadata.members(7) is metadata.members(7)  # assembled once, then kept
         assert metadata.columns == {str(c) for c in frame.columns} - set(HIDDEN_COLUMNS)
     assert DisplayMetadata(items[["item_id", "image"]]).members(0) == b""
 

@@ -3,8 +3,8 @@ answers of one loaded version.
 
 Loading a version prepares each shown catalogue column once, as plain Python values (JSON-ready:
 numbers, strings, booleans; None where the value is missing), without a loop over the items in
-Python; an item's members are assembled when an answer shows the item (about a microsecond per
-column). Building them all up front cost seconds a reload at 1,000,000 items.
+Python; an item's members are assembled the first time an answer shows the item (a microsecond or
+two) and kept. Building them all up front cost seconds a reload at 1,000,000 items.
 
 The members are what pandas' JSON writer gives for the row (`to_json(orient="records",
 date_format="iso")`: numbers rounded to 10 decimals, times in ISO), re-serialised by orjson, with
@@ -36,15 +36,24 @@ class DisplayMetadata:
         self.columns = frozenset(str(c) for c in shown.columns)
         self._names = [str(c) for c in shown.columns]
         self._values = [column_values(shown.iloc[:, i]) for i in range(shown.shape[1])]
+        # Each row's members once assembled: an answer's rows cost a list read each, as the
+        # pre-serialised metadata did. Filled as rows are shown (threads racing to fill one row
+        # write the same bytes).
+        self._members: list[bytes | None] = [None] * len(shown) if self._values else []
 
     def members(self, row: int) -> bytes:
         """The row's metadata as JSON object members, missing values left out (b"" when none)."""
-        record = {}
-        for name, values in zip(self._names, self._values):
-            value = values[row]
-            if value is not None:
-                record[name] = value
-        return orjson.dumps(record)[1:-1] if record else b""
+        if not self._values:
+            return b""
+        members = self._members[row]
+        if members is None:
+            record = {}
+            for name, values in zip(self._names, self._values):
+                value = values[row]
+                if value is not None:
+                    record[name] = value
+            members = self._members[row] = orjson.dumps(record)[1:-1] if record else b""
+        return members
 
 
 def column_values(column: pd.Series) -> list[Any]:
