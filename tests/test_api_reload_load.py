@@ -130,6 +130,7 @@ def rich_catalogue(n: int = 3000) -> pd.DataFrame:
         "added": pd.to_datetime(rng.integers(0, 2**40, n) * 1000, unit="us"),
         "added_utc": pd.to_datetime(rng.integers(0, 2**40, n) * 1000, unit="us", utc=True),
         "mixed": pd.Series([["a", 1], {"k": 2}, None, 3.5, "s"] * (n // 5), dtype=object),
+        "note": pd.Series(rng.choice(["a", None, "é"], n), dtype=pd.StringDtype("python")),
         "kind": pd.Categorical(rng.choice(["x", "y"], n)),
         7: rng.integers(0, 5, n),
         "score": rng.random(n),
