@@ -125,9 +125,9 @@ class ChecksumCheck:
         if not checksums:
             raise IndexLoadError(f"{version_dir / META}: no checksums recorded")
         self.version_dir = version_dir
-        self._expected: dict[str, str] = dict(checksums)
+        self.expected: dict[str, str] = dict(checksums)
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="checksum")
-        order = sorted(self._expected, key=lambda name: -_size(version_dir / name))
+        order = sorted(self.expected, key=lambda name: -_size(version_dir / name))
         self._results: dict[str, Future[str | None]] = {
             name: pool.submit(self._check, name) for name in order}
         pool.shutdown(wait=False)  # its threads end once the queued files are done
@@ -137,7 +137,7 @@ class ChecksumCheck:
         path = self.version_dir / name
         if not path.is_file():
             return f"{path}: missing from index version {self.version_dir.name}"
-        actual, expected = file_sha256(path), self._expected[name]
+        actual, expected = file_sha256(path), self.expected[name]
         if actual != expected:
             return (f"{path}: checksum mismatch (meta.json records sha256 {expected[:12]}..., the file has "
                     f"{actual[:12]}...); the file is corrupt, so version {self.version_dir.name} cannot be "
@@ -161,6 +161,22 @@ class ChecksumCheck:
         """Drop the checks not yet started (a load that failed needs none of them)."""
         for result in self._results.values():
             result.cancel()
+
+
+# version folder -> its checks started ahead of its load (`prefetch_checksums`), used once
+_prefetched: dict[Path, ChecksumCheck] = {}
+
+
+def prefetch_checksums(store: str | Path, version: str | None = None) -> None:
+    """Start hashing a version's files now (None: the one CURRENT names), for this process's next
+    `load_version` of it: a server starting up hashes its index while it imports the rest of itself.
+    A store or version that cannot be read is left for the load to report."""
+    try:
+        st = IndexStore(store)
+        vdir = st.version_dir(version or st.current_version() or "")
+        _prefetched[vdir] = ChecksumCheck(vdir, read_meta(vdir))
+    except Exception:  # noqa: BLE001 - the load itself says what is wrong
+        return
 
 
 def _size(path: Path) -> int:
@@ -440,7 +456,9 @@ def load_version(store: str | Path, version: str | None = None, verify: bool = T
     _check_meta(meta, vdir / META, servable=True)
     if not verify:
         return LoadedIndex.open(vdir, meta, mmap=mmap)
-    check = ChecksumCheck(vdir, meta)
+    check = _prefetched.pop(vdir, None)
+    if check is None or check.expected != meta.get("checksums"):
+        check = ChecksumCheck(vdir, meta)
     try:
         loaded = LoadedIndex.open(vdir, meta, mmap=mmap, verified=check.wait)
     except BaseException:

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import index.loaded
+import index.store
 import recsys.api.metadata
 import recsys.api.serving
 from index.build import BuildOptions, build_version
@@ -210,3 +211,19 @@ def test_the_old_version_serves_until_the_new_one_is_loaded(store, tmp_path, mon
             assert "failed at its last step" in message and state.last_failure.version == second
 
     asyncio.run(scenario())
+
+
+def test_checksums_prefetched_at_start_serve_the_next_load_once(store, tmp_path) -> None:
+    root, (first, _) = store
+    copy = tmp_path / "store"
+    shutil.copytree(root, copy)
+    vdir = IndexStore(copy).version_dir(first)
+    index.store.prefetch_checksums(copy)  # CURRENT: what `recsys serve` loads first
+    prefetched = index.store._prefetched[vdir]
+    assert load_version(copy).version == first and vdir not in index.store._prefetched
+    prefetched.wait()  # it did the work the load waited for
+    index.store.prefetch_checksums(tmp_path / "no-store")  # nothing to hash: left to the load
+    (vdir / "items.parquet").write_bytes(b"changed after the prefetch")
+    index.store.prefetch_checksums(copy)
+    with pytest.raises(IndexLoadError, match="items.parquet: checksum mismatch"):
+        load_version(copy)
