@@ -26,7 +26,12 @@ ITEMS_FILE = "items.parquet"
 VECTORS_FILE = "vectors.npy"
 NEIGHBOURS_FILE = "neighbours.npy"
 NEIGHBOUR_SCORES_FILE = "neighbour_scores.npy"
-MMAP_MIN_BYTES = 1 << 30
+# Index files from this size up are memory-mapped (LoadedIndex.open); smaller ones are read, which
+# costs little. FAISS 1.15's memory-mapped reader crashes the process on a file cut short in the
+# middle of a field, where its plain reader raises: the checksums verified before every load keep
+# such files away from it, and the fuzz tests' forged checksums meet the plain reader.
+MMAP_MIN_BYTES = 32 << 20
+SLICE_ROWS = 16_384  # items converted at a time while a version loads (ItemRows)
 SUBSET_CACHE = 64  # filter masks whose allowed rows (and ID selector) are kept
 BRUTE_FORCE_MAX = 50_000  # with no ID selector, a filter leaving at most this many items: exact search
 EXACT_MAX_FLOATS = 1 << 20  # a filter leaving items x dim at most this: exact search (a 4 MiB read)
@@ -39,6 +44,29 @@ SUBSET_VECTORS_CACHE = 8
 SUBSET_VECTORS_MAX = 8 << 20  # 8 masks: at most 64 MiB per loaded version
 
 
+class ItemRows:
+    """A version's item ids in row order (a list of str: fastest to index one at a time; the same
+    objects as an array, for vectorised indexing), each id's row, and the FAISS ids sorted (to turn
+    search hits back into rows). Built once per version and shared with recsys.answers: this
+    per-item work is most of what loading a large version costs. It is done SLICE_ROWS items at a
+    time, since each step holds the GIL while a server beside it answers requests."""
+
+    def __init__(self, item_ids: pd.Series, fids: np.ndarray) -> None:
+        n = len(item_ids)
+        if not pd.api.types.is_string_dtype(item_ids):
+            item_ids = item_ids.astype(str)
+        self.ids: list[str] = []
+        for start in range(0, n, SLICE_ROWS):
+            self.ids += item_ids.iloc[start:start + SLICE_ROWS].tolist()
+        self.row_of: dict[str, int] = {}
+        for start in range(0, n, SLICE_ROWS):
+            stop = min(start + SLICE_ROWS, n)
+            self.row_of.update(zip(self.ids[start:stop], range(start, stop)))
+        self.array = np.array(self.ids, dtype=object)
+        self.fid_order = np.argsort(fids, kind="stable")
+        self.sorted_fids = fids[self.fid_order]
+
+
 class LoadedIndex:
     version: str
     meta: dict[str, Any]
@@ -48,7 +76,7 @@ class LoadedIndex:
 
     def __init__(self, path: Path, meta: dict[str, Any], index: faiss.Index, items: pd.DataFrame,
                  fids: np.ndarray, vectors: np.ndarray, neighbours: np.ndarray | None = None,
-                 neighbour_scores: np.ndarray | None = None) -> None:
+                 neighbour_scores: np.ndarray | None = None, rows: ItemRows | None = None) -> None:
         self.path = Path(path)
         self.meta = meta
         self.version = str(meta["version"])
@@ -63,11 +91,12 @@ class LoadedIndex:
         # Plain array views of the memory-mapped lists: each row of an np.memmap costs ~2.5 us more.
         self.neighbours = None if neighbours is None else np.asarray(neighbours)
         self.neighbour_scores = None if neighbour_scores is None else np.asarray(neighbour_scores)
-        self._row_of_item = pd.Index(self.items["item_id"].to_numpy())
-        self._fid_order = np.argsort(fids, kind="stable")
-        self._sorted_fids = fids[self._fid_order]
-        self._item_ids = self.items["item_id"].to_numpy(dtype=object)
-        self._id_list = self._item_ids.tolist()  # the same ids as a list: faster to index one at a time
+        if rows is None:
+            rows = ItemRows(self.items["item_id"], fids)
+        self.item_ids = self._id_list = rows.ids
+        self.row_of = rows.row_of
+        self._item_ids = rows.array
+        self._fid_order, self._sorted_fids = rows.fid_order, rows.sorted_fids
         # Compressed codes (PQ, SQ) give approximate scores: re-score the hits with the stored vectors.
         factory = str(meta.get("factory", ""))
         self.rescore = any(code in factory for code in ("PQ", "SQ", "LSH", "RaBitQ"))
@@ -80,20 +109,47 @@ class LoadedIndex:
         self._wide: LockedLRU[faiss.SearchParameters] = LockedLRU(SUBSET_CACHE)  # k -> HNSW parameters
 
     @classmethod
-    def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None) -> LoadedIndex:
-        index_path = vdir / INDEX_FILE
-        if mmap is None:
-            mmap = index_path.stat().st_size >= MMAP_MIN_BYTES
-        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
+    def open(cls, vdir: Path, meta: dict[str, Any], mmap: bool | None = None,
+             verified: Callable[[str], None] | None = None) -> LoadedIndex:
+        """Open a version's files. With `mmap` (None: for index files of MMAP_MIN_BYTES and more),
+        the index's vectors, graph and lists are memory-mapped read-only from index.faiss (FAISS's
+        IO_FLAG_MMAP_IFC), like vectors.npy and the neighbour lists: opening costs no copy, the page
+        cache holds the data once however many versions and processes read it, and a version being
+        loaded beside the serving one adds little memory of its own. mmap=False reads the index into
+        memory, for callers that modify it (an update adds and removes vectors).
+
+        `verified(name)`, where given, is called before each file is read and raises when it must
+        not be (index/store.py's checksum check). The items come first, and their per-item work
+        (`ItemRows`) is done before the larger files are needed, while their checks still run."""
+        ready = verified or (lambda name: None)
         try:
-            index = faiss.read_index(str(index_path), flags)
+            ready(ITEMS_FILE)
             items = pd.read_parquet(vdir / ITEMS_FILE)
+        except IndexLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
+            raise IndexLoadError(f"{vdir}: cannot read the index version ({exc})") from None
+        # The per-item work while the larger files are still being checked (a bad items table is
+        # reported below, after the sizes and dimensions, as it always was).
+        rows = None if _items_problem(vdir, items) else ItemRows(
+            items["item_id"], items["faiss_id"].to_numpy(dtype=np.int64))
+        try:
+            ready(VECTORS_FILE)
             vectors = np.load(vdir / VECTORS_FILE, mmap_mode="r")
             neighbours = scores = None
             if (vdir / NEIGHBOURS_FILE).is_file():
+                ready(NEIGHBOURS_FILE)
+                ready(NEIGHBOUR_SCORES_FILE)
                 neighbours = np.load(vdir / NEIGHBOURS_FILE, mmap_mode="r")
                 scores = np.load(vdir / NEIGHBOUR_SCORES_FILE, mmap_mode="r")
-        except Exception as exc:  # noqa: BLE001 - FAISS, pyarrow and numpy raise many types for a bad file
+            ready(INDEX_FILE)
+            if mmap is None:
+                mmap = (vdir / INDEX_FILE).stat().st_size >= MMAP_MIN_BYTES
+            flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
+            index = faiss.read_index(str(vdir / INDEX_FILE), flags)
+        except IndexLoadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - FAISS and numpy raise many types for a bad file
             raise IndexLoadError(f"{vdir}: cannot read the index version ({exc})") from None
         _check_shapes(vdir, meta, index, items, vectors, neighbours, scores)
         try:
@@ -102,22 +158,18 @@ class LoadedIndex:
             raise IndexLoadError(f"{vdir}/meta.json: key 'search' does not fit the index ({exc})") from None
         threads.set_threads(threads.search_threads())
         fids = items.pop("faiss_id").to_numpy(dtype=np.int64)
-        return cls(vdir, meta, index, items, fids, vectors, neighbours, scores)
+        return cls(vdir, meta, index, items, fids, vectors, neighbours, scores, rows)
 
     # -- items ---------------------------------------------------------------------------------
     def __len__(self) -> int:
         return self._count
 
     def has_item(self, item_id: str) -> bool:
-        return item_id in self._row_of_item
+        return item_id in self.row_of
 
     def row(self, item_id: str) -> int:
         """Position of the item in `items`; KeyError for an unknown item."""
-        try:
-            loc = self._row_of_item.get_loc(item_id)
-        except KeyError:
-            raise KeyError(item_id) from None
-        return int(loc)
+        return self.row_of[item_id]
 
     def vector(self, item_id: str) -> np.ndarray:
         return np.asarray(self.vectors[self.row(item_id)], dtype=np.float32)
@@ -152,7 +204,7 @@ class LoadedIndex:
         items, else by `nearest` (a filtered search that never comes back short).
         """
         row = self.row(item_id)
-        banned = {self._row_of_item.get_loc(e) for e in exclude if e in self._row_of_item}
+        banned = {self.row_of[e] for e in exclude if e in self.row_of}
         if where is not None:
             mask = np.array(where(self.items), dtype=bool)
             allowed = mask if allowed is None else mask & allowed
@@ -434,6 +486,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _items_problem(vdir: Path, items: pd.DataFrame) -> str | None:
+    """What items.parquet lacks that a version needs, or None."""
+    missing = [c for c in ("item_id", "faiss_id") if c not in items.columns]
+    if missing:
+        return f"{vdir / ITEMS_FILE}: missing column(s) {missing}"
+    if not pd.api.types.is_integer_dtype(items["faiss_id"]):
+        return f"{vdir / ITEMS_FILE}: column 'faiss_id' holds {items['faiss_id'].dtype}, not integers"
+    return None
+
+
 def _check_shapes(vdir: Path, meta: dict[str, Any], index: faiss.Index, items: pd.DataFrame,
                   vectors: np.ndarray, neighbours: np.ndarray | None, scores: np.ndarray | None) -> None:
     """The version's files agree with each other and with meta.json (IndexLoadError otherwise)."""
@@ -444,12 +506,8 @@ def _check_shapes(vdir: Path, meta: dict[str, Any], index: faiss.Index, items: p
     if index.d != meta["dim"] or vectors.ndim != 2 or vectors.shape[1] != meta["dim"]:
         raise IndexLoadError(f"{vdir}: dimensions disagree (index {index.d}, vectors {vectors.shape[1:]}, "
                              f"meta.json dim {meta['dim']})")
-    missing = [c for c in ("item_id", "faiss_id") if c not in items.columns]
-    if missing:
-        raise IndexLoadError(f"{vdir / ITEMS_FILE}: missing column(s) {missing}")
-    if not pd.api.types.is_integer_dtype(items["faiss_id"]):
-        kind = items["faiss_id"].dtype
-        raise IndexLoadError(f"{vdir / ITEMS_FILE}: column 'faiss_id' holds {kind}, not integers")
+    if problem := _items_problem(vdir, items):
+        raise IndexLoadError(problem)
     if neighbours is not None and (scores is None or neighbours.ndim != 2 or len(neighbours) != len(items)
                                    or scores.shape != neighbours.shape):
         raise IndexLoadError(f"{vdir}: {NEIGHBOURS_FILE} and {NEIGHBOUR_SCORES_FILE} do not fit the items")

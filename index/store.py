@@ -22,6 +22,7 @@ import shutil
 import socket
 import time
 from collections.abc import Collection, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +47,7 @@ WRITER_FILE = ".writer"
 # A staging folder whose writer cannot be checked (none recorded, or on another host) is stale once
 # untouched for this long.
 STALE_STAGING_SECONDS = 3600.0
+CHECKSUM_THREADS = 2  # files of a version hashed at once
 
 
 def new_version_id() -> str:
@@ -106,19 +108,82 @@ def _inside(name: Any) -> bool:
 
 def verify_checksums(version_dir: Path, meta: dict[str, Any]) -> None:
     """IndexLoadError naming the first file that is missing or whose SHA-256 differs from meta.json."""
-    checksums = meta.get("checksums") or {}
-    if not checksums:
-        raise IndexLoadError(f"{version_dir / META}: no checksums recorded")
-    for name, expected in sorted(checksums.items()):
-        path = version_dir / name
+    ChecksumCheck(version_dir, meta).wait()
+
+
+class ChecksumCheck:
+    """A version's files hashed in background threads against meta.json, largest first.
+
+    hashlib releases the GIL while it hashes, so the files are hashed side by side, and beside the
+    thread that loads the version: `load_version` reads each file as soon as its own check has
+    passed (`wait(name)`) while the larger ones are still being read. `wait()` waits for every file
+    and raises for the first bad one in name order, as a check one file after the other would.
+    """
+
+    def __init__(self, version_dir: Path, meta: dict[str, Any], threads: int = CHECKSUM_THREADS) -> None:
+        checksums = meta.get("checksums") or {}
+        if not checksums:
+            raise IndexLoadError(f"{version_dir / META}: no checksums recorded")
+        self.version_dir = version_dir
+        self.expected: dict[str, str] = dict(checksums)
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="checksum")
+        order = sorted(self.expected, key=lambda name: -_size(version_dir / name))
+        self._results: dict[str, Future[str | None]] = {
+            name: pool.submit(self._check, name) for name in order}
+        pool.shutdown(wait=False)  # its threads end once the queued files are done
+
+    def _check(self, name: str) -> str | None:
+        """Why the file fails its check, or None when it passes."""
+        path = self.version_dir / name
         if not path.is_file():
-            raise IndexLoadError(f"{path}: missing from index version {version_dir.name}")
-        actual = file_sha256(path)
+            return f"{path}: missing from index version {self.version_dir.name}"
+        actual, expected = file_sha256(path), self.expected[name]
         if actual != expected:
-            raise IndexLoadError(
-                f"{path}: checksum mismatch (meta.json records sha256 {expected[:12]}..., the file has "
-                f"{actual[:12]}...); the file is corrupt, so version {version_dir.name} cannot be served"
-            )
+            return (f"{path}: checksum mismatch (meta.json records sha256 {expected[:12]}..., the file has "
+                    f"{actual[:12]}...); the file is corrupt, so version {self.version_dir.name} cannot be "
+                    "served")
+        return None
+
+    def wait(self, name: str | None = None) -> None:
+        """Block until the file `name` (None: every file) has passed its check; IndexLoadError when it
+        has not. A file meta.json records no checksum for has nothing to wait for."""
+        names = sorted(self._results) if name is None else [name]
+        try:
+            for each in names:
+                result = self._results.get(each)
+                if result is not None and (problem := result.result()) is not None:
+                    raise IndexLoadError(problem)
+        except BaseException:
+            self.cancel()
+            raise
+
+    def cancel(self) -> None:
+        """Drop the checks not yet started (a load that failed needs none of them)."""
+        for result in self._results.values():
+            result.cancel()
+
+
+# version folder -> its checks started ahead of its load (`prefetch_checksums`), used once
+_prefetched: dict[Path, ChecksumCheck] = {}
+
+
+def prefetch_checksums(store: str | Path, version: str | None = None) -> None:
+    """Start hashing a version's files now (None: the one CURRENT names), for this process's next
+    `load_version` of it: a server starting up hashes its index while it imports the rest of itself.
+    A store or version that cannot be read is left for the load to report."""
+    try:
+        st = IndexStore(store)
+        vdir = st.version_dir(version or st.current_version() or "")
+        _prefetched[vdir] = ChecksumCheck(vdir, read_meta(vdir))
+    except Exception:  # noqa: BLE001 - the load itself says what is wrong
+        return
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
 
 
 def versions_to_prune(ids: list[str], current: str | None, history: list[str], keep: int) -> list[str]:
@@ -367,9 +432,12 @@ def load_version(store: str | Path, version: str | None = None, verify: bool = T
                  mmap: bool | None = None) -> LoadedIndex:
     """Load a version (None: CURRENT) for serving; IndexLoadError with a clear message otherwise.
 
-    Checksums are verified first, so a corrupt file never replaces a serving index. Indexes over
-    MMAP_MIN_BYTES are memory-mapped (mmap=None decides by size). FAISS search threads are set to
-    `threads.search_threads()` (1 by default; see index/threads.py).
+    Checksums are verified first, so a corrupt file never replaces a serving index: each file is
+    read once its own checksum has passed, while the others are still being hashed
+    (`ChecksumCheck`), and nothing is returned before every file has passed. Indexes of
+    MMAP_MIN_BYTES and more are memory-mapped read-only (mmap=None decides by size; pass False to
+    modify the index). FAISS
+    search threads are set to `threads.search_threads()` (1 by default; see index/threads.py).
     """
     from index.loaded import LoadedIndex  # here, not above: reading the store needs neither FAISS nor pandas
 
@@ -386,6 +454,15 @@ def load_version(store: str | Path, version: str | None = None, verify: bool = T
         raise IndexLoadError(f"{vdir}: no such index version in {st.root}")
     meta = read_meta(vdir)
     _check_meta(meta, vdir / META, servable=True)
-    if verify:
-        verify_checksums(vdir, meta)
-    return LoadedIndex.open(vdir, meta, mmap=mmap)
+    if not verify:
+        return LoadedIndex.open(vdir, meta, mmap=mmap)
+    check = _prefetched.pop(vdir, None)
+    if check is None or check.expected != meta.get("checksums"):
+        check = ChecksumCheck(vdir, meta)
+    try:
+        loaded = LoadedIndex.open(vdir, meta, mmap=mmap, verified=check.wait)
+    except BaseException:
+        check.cancel()
+        raise
+    check.wait()  # every other file too (behaviour/), before anything reads it
+    return loaded

@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 BENCH_MODULES = ["jobs.bench.index", "jobs.bench.api", "jobs.bench.embed", "jobs.bench.recsys",
-                 "jobs.bench.compress", "jobs.bench.health", "jobs.bench.soak"]
+                 "jobs.bench.compress", "jobs.bench.health", "jobs.bench.soak", "jobs.bench.reload"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from index.store import prefetch_checksums
 from jobs.cli.stores import STORE_HELP, store_location
 from jobs.errors import UsageError
 
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
 def serve(store: Path | str, host: str = "127.0.0.1", port: int = 8000, reload_interval: float = 2.0,
           log_level: str = "info", access_log: bool = False, reports: Path | None = None) -> int:
     """Serve `store` until interrupted (one worker: the index is held once, a reload swaps it in place)."""
+    if isinstance(store, Path):  # hashed while the server imports itself (index/store.py)
+        prefetch_checksums(store)
     import uvicorn
 
     from recsys.api import Settings, create_app

@@ -83,7 +83,7 @@ async def item_image(item_id: ItemId, snapshot: CurrentSnapshot) -> Response:
     """The item's catalogue image. Only the file or URL the catalogue names for this item is ever
     served: the request picks an item, never a path, so nothing else on disk can be reached, and
     remote images are a redirect for the browser to follow, never a fetch by the server."""
-    ref = snapshot.images.get(item_id)
+    ref = snapshot.image(item_id)
     if ref is None:
         raise ApiError(404, f"unknown item_id {item_id!r} in version {snapshot.version}", code="unknown_item")
     parsed = urlparse(ref)
