@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from recsys.models.hybrid import interleave
 
@@ -86,3 +87,45 @@ def test_a_reach_leaves_out_only_cold_items_that_cannot_reach_the_list() -> None
     # the first three cold items (as many as the list has places) keep their scores, the last scores -inf
     assert bounded[[0, 1, 2, 3, 4, 5, 6, 7, 8]].tolist() == full[[0, 1, 2, 3, 4, 5, 6, 7, 8]].tolist()
     assert np.isneginf(bounded[9])
+
+
+def test_validation_ranks_users_as_before_the_bound() -> None:
+    """rank_users (validation's top K, with a reach) gives the lists the full sort gives, on random
+    events where most items are new and a fifth may not be shown."""
+    import pandas as pd
+
+    from recsys.evaluation import Holdout, rank_users
+    from recsys.interactions import from_events
+    from recsys.models import CooccurrenceModel, HybridModel, VisualModel
+
+    rng = np.random.default_rng(3)
+    items = np.array([f"i{i}" for i in range(300)])
+    events = pd.DataFrame({"user_id": [f"u{u}" for u in rng.integers(0, 120, 1500)],
+                           "item_id": items[rng.integers(0, 60, 1500)],  # items 60..299 are new
+                           "timestamp": np.arange(1500), "event": "view", "weight": 1.0})
+    train = from_events(events, items, None)
+    vectors = rng.normal(size=(300, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    visual = VisualModel(20).build(items, items, vectors)
+    behaviour = CooccurrenceModel(neighbours=20).fit(train)
+    hybrid = HybridModel(0.5, cold="visual", cold_from=3).build(behaviour, visual)
+    showable = rng.random(300) > 0.2
+    holdout = Holdout(train, np.arange(len(train.user_ids)), [set()] * len(train.user_ids),
+                      train.item_counts() == 0, showable=showable)
+    k = 10
+    ranked = rank_users(hybrid, holdout, k, batch=50)
+    # as rank_users ranked before: every cold item placed, the unshowable excluded through a dense mask
+    hidden = train.matrix + sp.csr_matrix(np.broadcast_to(~showable, train.matrix.shape).astype(np.float32))
+    scores = np.stack([interleave_all(hybrid, train.recent, hidden, u) for u in range(len(train.user_ids))])
+    scores[train.matrix.toarray() > 0] = -np.inf
+    scores[:, ~showable] = -np.inf
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    assert (ranked == expected).all()
+    assert (~hybrid.warm[ranked]).any(axis=1).mean() > 0.5  # cold items did enter the lists
+
+
+def interleave_all(hybrid, recent, hidden, u: int) -> np.ndarray:
+    """One user's hybrid scores with the old interleave (every item ranked)."""
+    scores = hybrid.with_tie_break(sum(hybrid.history_parts(recent[u]).values()))[0]
+    seen = hidden.indices[hidden.indptr[u]:hidden.indptr[u + 1]]
+    return reference(scores, ~hybrid.warm, hybrid.cold_from, seen)
