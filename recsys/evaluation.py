@@ -250,10 +250,13 @@ def validation_split(train_events: pd.DataFrame, kind: str = "temporal") -> Spli
 
 def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviour_names: Sequence[str],
                     k: int, vectors: VisualVectors | None = None, hybrid_weight: float | None = None,
-                    recency_half_life_days: float | None = None, kind: str = "temporal") -> Settings:
+                    recency_half_life_days: float | None = None, kind: str = "temporal",
+                    visual: VisualModel | None = None) -> Settings:
     """Every setting that changes results, chosen on a validation window of `train_events` alone.
 
     `hybrid_weight` or `recency_half_life_days` given: that setting is fixed, the rest chosen.
+    `visual`: the visual neighbours over `item_space` the service will have (default: exact, from
+    `vectors`).
     Raises InputError when the events are too few to carve a validation window from."""
     inner = validation_split(train_events, kind)
     recencies = RECENCY_GRID if recency_half_life_days is None else (recency_half_life_days,)
@@ -295,7 +298,7 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     item_ages = ages(inner.train, item_space)
     item_ages[hidden] = -1.0
     settings.validation["new_item_share"] = round(new_share, 4)
-    visual = build_visual(vectors, item_space)
+    visual = visual if visual is not None else build_visual(vectors, item_space)
     # 2a: the blend weight, on the window as it is (the weight ranks the items that have events)
     # and the user's visual taste: image cosines or projected factors (hybrid.py, `taste`)
     weights = WEIGHT_GRID if hybrid_weight is None else (hybrid_weight,)
