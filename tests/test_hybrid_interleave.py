@@ -129,3 +129,20 @@ def interleave_all(hybrid, recent, hidden, u: int) -> np.ndarray:
     scores = hybrid.with_tie_break(sum(hybrid.history_parts(recent[u]).values()))[0]
     seen = hidden.indices[hidden.indptr[u]:hidden.indptr[u + 1]]
     return reference(scores, ~hybrid.warm, hybrid.cold_from, seen)
+
+
+def test_the_scaled_parts_are_the_old_ones() -> None:
+    """`_scaled(scores, w)` (one array, scaled in place) equals w * (the old scaling) byte for byte."""
+    from recsys.models.hybrid import _scaled
+
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.float64):
+        scores = rng.normal(size=(40, 300)).astype(dtype)
+        scores[3] = 0.0  # no spread: stays 0
+        scores[5, :200] = 0.0
+        for w in (0.0, 0.3, 0.5, 0.7, 1.0):
+            std = scores.std(axis=1, keepdims=True)
+            old = (w * np.where(std > 1e-12, scores / np.maximum(std, 1e-12), 0.0).astype(np.float32)).astype(
+                np.float32)
+            new = _scaled(scores, w)
+            assert new.dtype == np.float32 and new.tobytes() == old.tobytes()

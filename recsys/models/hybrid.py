@@ -147,13 +147,13 @@ class HybridModel(ItemModel):
                 behaviour = self._with_cold_factors(behaviour, histories)
             elif self.donors.nnz:
                 behaviour = behaviour + np.asarray((self.donors @ behaviour.T).T, dtype=np.float32)
-            parts["behaviour"] = (w * _scaled(behaviour)).astype(np.float32)
+            parts["behaviour"] = _scaled(behaviour, w)
         if w < 1:
             if self.taste == "projected" and self.cold_factors is not None:
                 visual = self.cold_factors.score(histories)  # the user's taste in projected factors
             else:
                 visual = np.asarray((histories @ self.visual.similarity).todense(), dtype=np.float32)
-            parts["visual"] = ((1 - w) * _scaled(visual)).astype(np.float32)
+            parts["visual"] = _scaled(visual, 1 - w)
         return parts
 
     def _with_cold_factors(self, behaviour: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
@@ -284,10 +284,14 @@ def _rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(keep.astype(np.float32)) @ sp.csr_matrix(matrix), dtype=np.float32)
 
 
-def _scaled(scores: np.ndarray) -> np.ndarray:
-    """Each row divided by its standard deviation over the catalogue (rows with none stay 0)."""
+def _scaled(scores: np.ndarray, weight: float = 1.0) -> np.ndarray:
+    """`weight` times each row divided by its standard deviation over the catalogue (rows with none
+    stay 0), as float32; one new array (users x items is the largest thing validation holds)."""
     std = scores.std(axis=1, keepdims=True)
-    return np.where(std > 1e-12, scores / np.maximum(std, 1e-12), 0.0).astype(np.float32)
+    out = (scores / np.maximum(std, 1e-12)).astype(np.float32, copy=False)
+    out[~(std > 1e-12).ravel()] = 0.0
+    out *= weight
+    return out
 
 
 def _scaled_row(row: sp.csr_matrix, n: int) -> sp.csr_matrix:
