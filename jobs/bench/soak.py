@@ -82,9 +82,13 @@ def run(args: argparse.Namespace) -> int:
             build_version(synthetic_embeddings(work / "set", args.items, args.dim), store.root, publish=True)
         elif (count := int(store.versions()[-1]["count"])) != args.items:
             raise UsageError(f"--store {store.root}: holds a {count}-item index, not {args.items}")
+        fit_seconds = None
         if args.unknown_users and not (store.version_dir(store.current_version()) / "behaviour").is_dir():
+            started = time.perf_counter()
             _fit_behaviour(store, args.items)
+            fit_seconds = time.perf_counter() - started
         result = _soak(args, store, work)
+        result["fit_seconds"] = fit_seconds
     finally:
         store.prune(keep=2)
         shutil.rmtree(work, ignore_errors=True)
@@ -266,16 +270,18 @@ def _command(args: argparse.Namespace) -> str:
 def _strangers_report(args: argparse.Namespace, r: dict) -> str:
     u = r["strangers"]
     mib = np.array([m for _, m in r["rss"]])
+    fitted = f"fitted here in {r['fit_seconds']:.0f} s, validation included" if r.get("fit_seconds") \
+        else "already in the store"
     return f"""{UNKNOWN}
 
-`{_command(args)}` (jobs/bench/soak.py): the same server and load as above for {args.duration} s
-({r['requests']:,} requests, {r['failed']} failed; {len(r['swapped'])} of {len(r['published'])} versions
-published seen served; resident memory peak {mib.max():.0f} MiB), then {u['count']:,} distinct user ids
-the version does not know asked for 200 items each (`GET /v1/users/{{id}}/recommendations?k=200`, 8
-client threads, {u['seconds']:.1f} s, {u['failed']} failed). Every unknown user gets the same list
-(popular items); at k=200 (above the cache's `cache_max_k`, 100) it is not kept, so nothing per user
-stays behind. The behaviour data are synthetic: 1,000 users with 20 views each over the first tenth of
-the items (jobs/bench/soak.py `_fit_behaviour`).
+`{_command(args)}` (jobs/bench/soak.py): the server and load above over a version with behaviour data
+(synthetic: 1,000 users with 20 views each over the first tenth of the items, `_fit_behaviour`; {fitted})
+for {args.duration} s ({r['requests']:,} requests, {r['failed']} failed; {len(r['swapped'])} of
+{len(r['published'])} versions published seen served; resident memory peak {mib.max():.0f} MiB), then
+{u['count']:,} distinct user ids the version does not know asked for 200 items each
+(`GET /v1/users/{{id}}/recommendations?k=200`, 8 client threads, {u['seconds']:.1f} s, {u['failed']} failed).
+Every unknown user gets the same list (the popular items); at k=200 (above the cache's `cache_max_k`,
+100) it is not kept, so nothing per user stays behind.
 
 | unknown users | k | RSS before MiB | RSS after MiB | growth MiB | target |
 |---:|---:|---:|---:|---:|---|
