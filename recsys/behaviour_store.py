@@ -121,10 +121,11 @@ def fit_behaviour(events: pd.DataFrame, loaded: LoadedIndex, options: FitOptions
     events = clean_events(events, options.cleaning)
     vectors = VisualVectors.from_loaded(loaded)
     item_space = item_space_of(events, vectors)
-    settings = _settings(events, item_space, vectors, options)
+    visual = visual_from_index(loaded, item_space, options.visual_neighbours)  # validated as served
+    settings = _settings(events, item_space, vectors, options, visual)
     interactions = from_events(events, item_space, settings.recency_half_life_days or None)
     return _assemble(settings, interactions, vectors, loaded, options, len(events),
-                     (int(events.timestamp.min()), int(events.timestamp.max())))
+                     (int(events.timestamp.min()), int(events.timestamp.max())), visual)
 
 
 def fit_behaviour_file(path: str | Path, loaded: LoadedIndex, options: FitOptions | None = None,
@@ -154,12 +155,12 @@ def fit_behaviour_file(path: str | Path, loaded: LoadedIndex, options: FitOption
 
 
 def _settings(events: pd.DataFrame, item_space: np.ndarray, vectors: VisualVectors,
-              options: FitOptions) -> Settings:
+              options: FitOptions, visual: VisualModel | None = None) -> Settings:
     names = [options.model] if options.model != "auto" else usable_behaviour_models(
         list(DEFAULT_BEHAVIOUR_MODELS), len(item_space))
     try:
         return choose_settings(events, item_space, names, options.k, vectors, options.hybrid_weight,
-                               options.recency_half_life_days)
+                               options.recency_half_life_days, visual=visual)
     except InputError as exc:  # too few events to validate on
         log.warning("cannot validate (%s); using %s with defaults", exc, names[0])
         return Settings(names[0], {}, options.recency_half_life_days or 0.0,
@@ -168,10 +169,12 @@ def _settings(events: pd.DataFrame, item_space: np.ndarray, vectors: VisualVecto
 
 
 def _assemble(settings: Settings, interactions: Interactions, vectors: VisualVectors, loaded: LoadedIndex,
-              options: FitOptions, n_events: int, event_time: tuple[int, int]) -> Behaviour:
-    """The chosen model fitted on `interactions`, the visual neighbours, and the manifest."""
+              options: FitOptions, n_events: int, event_time: tuple[int, int],
+              visual: VisualModel | None = None) -> Behaviour:
+    """The chosen model fitted on `interactions`, the visual neighbours (unless given), and the manifest."""
     item_space = interactions.item_ids
-    visual = visual_from_index(loaded, item_space, options.visual_neighbours)
+    if visual is None:
+        visual = visual_from_index(loaded, item_space, options.visual_neighbours)
     model = make_behaviour_model(settings.behaviour_model, **settings.behaviour_params).fit(interactions)
     donors = projected_donors(interactions, vectors.item_ids, vectors.vectors) \
         if settings.cold in ("projection", "factors") else None

@@ -106,7 +106,7 @@ class VisualVectors:
         """Per item of `item_space`: may the service show it? Catalogue items in stock, as
         recsys.answers recommends (items known only from events are never shown)."""
         shown = self.item_ids if self.in_stock is None else self.item_ids[self.in_stock]
-        return np.isin(item_space, shown)
+        return pd.Index(item_space).isin(shown)  # hashed: np.isin compares object ids pair by pair
 
     @classmethod
     def from_store(cls, store: str | Path, version: str | None = None) -> VisualVectors:
@@ -176,9 +176,8 @@ def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> 
         users = holdout.users[start:start + batch]
         seen = (holdout.train.matrix if holdout.seen is None else holdout.seen)[users]
         if isinstance(model, HybridModel):  # the cold entry counts only the items a list may hold
-            hidden = seen if holdout.showable is None else seen + sp.csr_matrix(
-                np.broadcast_to(~holdout.showable, seen.shape).astype(np.float32))
-            scores = model.score_histories(holdout.train.recent[users], exclude=hidden)
+            hidden = seen if holdout.showable is None else seen + _columns(seen.shape, ~holdout.showable)
+            scores = model.score_histories(holdout.train.recent[users], exclude=hidden, reach=k)
         else:
             scores = model.score_histories(holdout.train.recent[users])
         seen = seen.tocoo()
@@ -189,6 +188,13 @@ def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> 
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         out.append(np.take_along_axis(top, order, axis=1))
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
+
+
+def _columns(shape: tuple[int, int], columns: np.ndarray) -> sp.csr_matrix:
+    """A sparse (rows, items) matrix with ones in the `columns` (bool, per item) of every row."""
+    on = np.flatnonzero(columns)
+    return sp.csr_matrix((np.ones(shape[0] * len(on), np.float32), np.tile(on, shape[0]),
+                          np.arange(shape[0] + 1) * len(on)), shape=shape)
 
 
 def score_rankings(ranked: np.ndarray, relevant: list[set[int]], k: int, n_items: int) -> dict:
@@ -244,10 +250,13 @@ def validation_split(train_events: pd.DataFrame, kind: str = "temporal") -> Spli
 
 def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviour_names: Sequence[str],
                     k: int, vectors: VisualVectors | None = None, hybrid_weight: float | None = None,
-                    recency_half_life_days: float | None = None, kind: str = "temporal") -> Settings:
+                    recency_half_life_days: float | None = None, kind: str = "temporal",
+                    visual: VisualModel | None = None) -> Settings:
     """Every setting that changes results, chosen on a validation window of `train_events` alone.
 
     `hybrid_weight` or `recency_half_life_days` given: that setting is fixed, the rest chosen.
+    `visual`: the visual neighbours over `item_space` the service will have (default: exact, from
+    `vectors`).
     Raises InputError when the events are too few to carve a validation window from."""
     inner = validation_split(train_events, kind)
     recencies = RECENCY_GRID if recency_half_life_days is None else (recency_half_life_days,)
@@ -275,7 +284,7 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
         return settings
     # Stage 2 sees as many new items as the shop has now: the share of catalogue items without
     # training events, made new in the validation window by hiding their earlier events.
-    catalogue = np.isin(item_space, vectors.item_ids)
+    catalogue = pd.Index(item_space).isin(vectors.item_ids)
     trained = set(pd.unique(train_events.item_id))
     new_share = float(np.mean([item not in trained for item in item_space[catalogue]])) \
         if catalogue.any() else 0.0
@@ -289,7 +298,7 @@ def choose_settings(train_events: pd.DataFrame, item_space: np.ndarray, behaviou
     item_ages = ages(inner.train, item_space)
     item_ages[hidden] = -1.0
     settings.validation["new_item_share"] = round(new_share, 4)
-    visual = build_visual(vectors, item_space)
+    visual = visual if visual is not None else build_visual(vectors, item_space)
     # 2a: the blend weight, on the window as it is (the weight ranks the items that have events)
     # and the user's visual taste: image cosines or projected factors (hybrid.py, `taste`)
     weights = WEIGHT_GRID if hybrid_weight is None else (hybrid_weight,)

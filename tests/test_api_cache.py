@@ -88,3 +88,36 @@ def test_large_k_answers_are_not_cached_and_the_server_cache_stays_in_its_bytes(
             assert client.get(f"/v1/users/u{i}/recommendations", params={"k": k}).status_code == 200
     assert 0 < cache.nbytes <= 64_000
     assert len(cache) < 36 * 3  # the byte bound let older answers go
+
+
+
+def test_a_flood_of_unknown_users_leaves_the_server_memory_where_it_was(behaviour_store) -> None:
+    """500 distinct unknown users, each at k=5 (one shared cache entry) and k=200 (not kept), through
+    the app with its default cache (256 MiB): what it holds afterwards (tracemalloc: every Python
+    allocation still alive) grows by less than 256 KiB. An answer kept per user (about 1 KiB at k=5)
+    would hold twice that; at 15,000 users and k=200 it grew a server by 292 MB."""
+    import gc
+    import tracemalloc
+
+    def flood(client: TestClient, users: range) -> None:
+        for n in users:
+            for k in (5, 200):
+                answer = client.get(f"/v1/users/flood-{n}/recommendations", params={"k": k})
+                assert answer.status_code == 200 and answer.json()["known_user"] is False
+
+    with in_process_client(behaviour_store[0]) as client:
+        cache = cache_of(client)
+        flood(client, range(20))  # first answers, thread pools, lazily built state
+        assert len(cache) == 1  # the k=5 answer all unknown users share
+        nbytes = cache.nbytes
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            flood(client, range(20, 520))
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert (len(cache), cache.nbytes) == (1, nbytes)
+        assert grown < 256 * 1024, f"{grown} bytes still held after 500 unknown users"

@@ -8,9 +8,13 @@ the serving one: its files hard-linked, one small file of its own, so each publi
 version id that the server must load and swap in). Reported: every failed request (connect, read,
 write, timeout, non-2xx), the versions the server swapped to, and the server's resident memory
 sampled each second (first and last minute, peak, and the trend in MB per minute). Then
-`--unknown-users N` distinct users the version does not know ask for 200 items each (their answers are
-shared: one cache entry), with the server's memory before and after (the store gets behaviour data
-from synthetic events first, if it has none).
+`--unknown-users N` distinct users the version does not know ask for 200 items each (all get the same
+list; above the cache's `cache_max_k` it is not kept, so each is answered afresh), with the server's
+memory before and after (the store gets behaviour data from synthetic events first, if it has none).
+
+Each measurement owns its part of the section: a run without `--unknown-users` replaces the soak
+figures, a run with it replaces only the "### Unknown users" part (its own soak, which warms the server
+first, is summed up there), so a short run for the strangers keeps the long soak's figures.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from index.store import IndexStore
 
 SECTION = "## Soak"
+UNKNOWN = "### Unknown users"
 KEEP_VERSIONS = 4  # the server may still be loading an older one when the next is published
 
 
@@ -56,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=8766)
     # 0 by default: fitting behaviour for a 100,000-item store took over 25 minutes on 2 busy cores.
     parser.add_argument("--unknown-users", type=int, default=0,
-                        help="after the soak: distinct unknown users at k=200 (memory before, after)")
+                        help="after the soak: distinct unknown users at k=200 (memory before, after); "
+                             "written in its own part of the section, the soak figures kept")
     parser.set_defaults(func=run)
 
 
@@ -76,30 +82,34 @@ def run(args: argparse.Namespace) -> int:
             build_version(synthetic_embeddings(work / "set", args.items, args.dim), store.root, publish=True)
         elif (count := int(store.versions()[-1]["count"])) != args.items:
             raise UsageError(f"--store {store.root}: holds a {count}-item index, not {args.items}")
+        fit_seconds = None
         if args.unknown_users and not (store.version_dir(store.current_version()) / "behaviour").is_dir():
+            started = time.perf_counter()
             _fit_behaviour(store, args.items)
+            fit_seconds = time.perf_counter() - started
         result = _soak(args, store, work)
+        result["fit_seconds"] = fit_seconds
     finally:
         store.prune(keep=2)
         shutil.rmtree(work, ignore_errors=True)
-    report = _report(args, result)
-    write_section(args.out, SECTION, report)
-    print(report)
+    print(_write(args, result))
     if result["failed"]:
         raise JobFailed(f"{result['failed']} requests failed during the soak")
     return 0
 
 
 def _fit_behaviour(store: IndexStore, items: int) -> None:
-    """Behaviour data for the user route: cooccurrence over synthetic events (5,000 users, 20 views
-    each, over the first tenth of the items), published as a version derived from the serving one."""
+    """Behaviour data for the user route: cooccurrence over synthetic events (1,000 users, 20 views
+    each, over the first tenth of the items), published as a version derived from the serving one.
+    1,000 users, not more: validation ranks each of them over every item once per setting it tries,
+    and what an unknown user gets (the popular items) needs no more."""
     import pandas as pd
 
     from index.store import load_version
     from recsys.behaviour_store import FitOptions, fit_behaviour, write_version
 
     rng = np.random.default_rng(0)
-    users, per_user = 5_000, 20
+    users, per_user = 1_000, 20
     events = pd.DataFrame({
         "user_id": np.repeat([f"user{u}" for u in range(users)], per_user),
         "item_id": [f"item{i:07d}" for i in rng.integers(0, max(items // 10, 100), users * per_user)],
@@ -229,6 +239,57 @@ def _metric(text: str, name: str) -> float | None:
     return None
 
 
+def _write(args: argparse.Namespace, result: dict) -> str:
+    """The run's figures into its part of the section (module docstring); returns them."""
+    soak, strangers = _section(args.out)
+    if args.unknown_users:
+        strangers = _strangers_report(args, result)
+        soak = soak or _report(args, result)
+    else:
+        soak = _report(args, result)
+    write_section(args.out, SECTION, soak.strip() + ("\n\n" + strangers.strip() if strangers else ""))
+    return _report(args, result) + ("\n" + _strangers_report(args, result) if args.unknown_users else "")
+
+
+def _section(path: Path) -> tuple[str, str]:
+    """The soak figures and the unknown-users part now in the section of `path` ("" where none)."""
+    text = Path(path).read_text() if Path(path).exists() else ""
+    match = re.search(rf"^{re.escape(SECTION)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    if match is None:
+        return "", ""
+    soak, _, strangers = match.group(1).partition(UNKNOWN)
+    return soak.strip(), (UNKNOWN + strangers).strip() if strangers else ""
+
+
+def _command(args: argparse.Namespace) -> str:
+    return (f"nice -n 0 recsys bench soak --items {args.items} --dim {args.dim} "
+            f"--duration {args.duration} --every {args.every:g} --connections {args.connections}"
+            + (f" --unknown-users {args.unknown_users}" if args.unknown_users else ""))
+
+
+def _strangers_report(args: argparse.Namespace, r: dict) -> str:
+    u = r["strangers"]
+    mib = np.array([m for _, m in r["rss"]])
+    fitted = f"fitted here in {r['fit_seconds']:.0f} s, validation included" if r.get("fit_seconds") \
+        else "already in the store"
+    return f"""{UNKNOWN}
+
+`{_command(args)}` (jobs/bench/soak.py): the server and load above over a version with behaviour data
+(synthetic: 1,000 users with 20 views each over the first tenth of the items, `_fit_behaviour`; {fitted})
+for {args.duration} s ({r['requests']:,} requests, {r['failed']} failed; {len(r['swapped'])} of
+{len(r['published'])} versions published seen served; resident memory peak {mib.max():.0f} MiB), then
+{u['count']:,} distinct user ids the version does not know asked for 200 items each
+(`GET /v1/users/{{id}}/recommendations?k=200`, 8 client threads, {u['seconds']:.1f} s, {u['failed']} failed).
+Every unknown user gets the same list (the popular items); at k=200 (above the cache's `cache_max_k`,
+100) it is not kept, so nothing per user stays behind.
+
+| unknown users | k | RSS before MiB | RSS after MiB | growth MiB | target |
+|---:|---:|---:|---:|---:|---|
+| {u['count']:,} | 200 | {u['before']:.0f} | {u['after']:.0f} | **{u['after'] - u['before']:+.0f}** | \
+at most 150 MB (143 MiB) |
+"""
+
+
 def _report(args: argparse.Namespace, r: dict) -> str:
     times = np.array([t for t, _ in r["rss"]])
     mib = np.array([m for _, m in r["rss"]])
@@ -237,16 +298,8 @@ def _report(args: argparse.Namespace, r: dict) -> str:
     after_warmup = times >= 60
     late_slope = float(np.polyfit(times[after_warmup] / 60, mib[after_warmup], 1)[0]) \
         if after_warmup.sum() > 2 else float("nan")
-    command = (f"nice -n 0 recsys bench soak --items {args.items} --dim {args.dim} "
-               f"--duration {args.duration} --every {args.every:g} --connections {args.connections}"
-               + (f" --unknown-users {args.unknown_users}" if args.unknown_users else ""))
+    command = _command(args)
     errors = "/".join(str(r[k]) for k in ("connect", "read", "write", "timeout", "status"))
-    strangers = ""
-    if r["strangers"]:
-        u = r["strangers"]
-        strangers = (f"- Then {u['count']:,} distinct unknown users at k=200 (8 client threads, "
-                     f"{u['seconds']:.1f} s, {u['failed']} failed): server RSS {u['before']:.0f} MiB before, "
-                     f"{u['after']:.0f} MiB after ({u['after'] - u['before']:+.0f} MiB).\n")
     return f"""`{command}` (jobs/bench/soak.py): `recsys serve` on loopback over a {args.items:,}-item
 synthetic index (dim {args.dim}), `wrk -t1 -c{args.connections}` asking GET similar of random items for
 {args.duration} s, while a new version (derived from the serving one: files hard-linked, a file of its own)
@@ -265,4 +318,4 @@ before, {r['load'][1]:.1f} after.
 - Server resident memory (VmRSS, each second): first minute median {np.median(first_min):.0f} MiB, last
   minute median {np.median(last_min):.0f} MiB, peak {mib.max():.0f} MiB; trend {slope:+.1f} MiB/min over
   the whole run, {late_slope:+.1f} MiB/min after the first minute.
-{strangers}"""
+"""

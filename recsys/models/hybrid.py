@@ -111,14 +111,16 @@ class HybridModel(ItemModel):
         raise TypeError("HybridModel is built from fitted models: use HybridModel(w).build(b, v)")
 
     # -- users -------------------------------------------------------------------------------
-    def score_histories(self, histories: sp.csr_matrix, exclude: sp.csr_matrix | None = None) -> np.ndarray:
+    def score_histories(self, histories: sp.csr_matrix, exclude: sp.csr_matrix | None = None,
+                        reach: int | None = None) -> np.ndarray:
         """`exclude` (users x items, nonzero: never shown; default the histories themselves) tells
-        the cold entry which items take no place in a list."""
+        the cold entry which items take no place in a list. `reach`: only each list's first `reach`
+        places are read (`interleave`)."""
         histories = sp.csr_matrix(histories, dtype=np.float32)
-        return self.scores_from_parts(self.history_parts(histories), histories, exclude)
+        return self.scores_from_parts(self.history_parts(histories), histories, exclude, reach)
 
     def scores_from_parts(self, parts: dict[str, np.ndarray], histories: sp.csr_matrix,
-                          exclude: sp.csr_matrix | None = None) -> np.ndarray:
+                          exclude: sp.csr_matrix | None = None, reach: int | None = None) -> np.ndarray:
         """`score_histories` from the `history_parts` of `histories` already computed (the answer
         path reuses them for `why`): their sum, the popularity tie-break, any cold entry."""
         exclude = sp.csr_matrix(histories if exclude is None else exclude)
@@ -129,7 +131,7 @@ class HybridModel(ItemModel):
         if self.cold_from is not None:
             for u in range(scores.shape[0]):
                 seen = exclude.indices[exclude.indptr[u]:exclude.indptr[u + 1]]
-                scores[u] = interleave(scores[u], ~self.warm, self.cold_from, seen)
+                scores[u] = interleave(scores[u], ~self.warm, self.cold_from, seen, reach)
         return scores
 
     def history_parts(self, histories: sp.csr_matrix) -> dict[str, np.ndarray]:
@@ -145,13 +147,13 @@ class HybridModel(ItemModel):
                 behaviour = self._with_cold_factors(behaviour, histories)
             elif self.donors.nnz:
                 behaviour = behaviour + np.asarray((self.donors @ behaviour.T).T, dtype=np.float32)
-            parts["behaviour"] = (w * _scaled(behaviour)).astype(np.float32)
+            parts["behaviour"] = _scaled(behaviour, w)
         if w < 1:
             if self.taste == "projected" and self.cold_factors is not None:
                 visual = self.cold_factors.score(histories)  # the user's taste in projected factors
             else:
                 visual = np.asarray((histories @ self.visual.similarity).todense(), dtype=np.float32)
-            parts["visual"] = ((1 - w) * _scaled(visual)).astype(np.float32)
+            parts["visual"] = _scaled(visual, 1 - w)
         return parts
 
     def _with_cold_factors(self, behaviour: np.ndarray, histories: sp.csr_matrix) -> np.ndarray:
@@ -207,34 +209,57 @@ class HybridModel(ItemModel):
 
 
 def interleave(scores: np.ndarray, cold: np.ndarray, start: int,
-               skip: np.ndarray | None = None) -> np.ndarray:
+               skip: np.ndarray | None = None, reach: int | None = None) -> np.ndarray:
     """`scores` (one query's, over items) re-scored so that, ranked, the cold items (in their own
     order) interleave one for one with the warm ones from warm rank `start` onwards: cold item j
     scores midway between warm items `start + j - 1` and `start + j` (below the last warm item when
     there are fewer).
-    `skip`: positions that take no rank (what the user has already had; shown to nobody)."""
+    `skip`: positions that take no rank (what the user has already had; shown to nobody).
+    `reach`: only the first `reach` places of the list are read (validation's top K). The cold items
+    past the first `reach` in their own order cannot take one (as many cold items rank above each)
+    and score -inf, unsorted; the first `reach` places hold what they hold without `reach`. Only the
+    warm ranks a cold item can reach are sorted either way."""
     out = np.asarray(scores, np.float32).copy()
     ranked = np.isfinite(out)
     if skip is not None and len(skip):
         ranked[skip] = False
     warm_pos = np.flatnonzero(ranked & ~cold)
     cold_pos = np.flatnonzero(ranked & cold)
-    if not len(cold_pos):
+    n = len(warm_pos)
+    if not len(cold_pos) or n == 0:
         return out
-    warm_scores = np.sort(out[warm_pos].astype(np.float64))[::-1]
-    cold_pos = cold_pos[np.argsort(-out[cold_pos], kind="stable")]
+    order = _descending(out[cold_pos], reach)
+    if len(order) < len(cold_pos):
+        out[cold_pos] = -np.inf
+    cold_pos = cold_pos[order]
     slots = start + np.arange(len(cold_pos))
-    n = len(warm_scores)
-    if n == 0:
-        return out
+    # the warm scores the slots fall between, best first (all of them only when the slots pass the
+    # last), and the lowest
+    warm = out[warm_pos].astype(np.float64)
+    m = min(n, start + len(cold_pos))
+    warm_scores = np.sort(warm if m == n else np.partition(warm, n - m)[n - m:])[::-1]
+    lowest = warm.min()
     # cold item j sits midway between warm items start + j - 1 and start + j; past the warm items'
     # end, below the last one, one step apart
     upper = np.concatenate([[warm_scores[0] + 1.0], warm_scores])  # upper[r]: warm rank r - 1
     inside = slots < n
-    mid = (upper[np.minimum(slots, n - 1)] + warm_scores[np.minimum(slots, n - 1)]) / 2
-    step = max(abs(warm_scores[-1]), 1.0) * 1e-3
-    out[cold_pos] = np.where(inside, mid, warm_scores[-1] - step * (1 + slots - n)).astype(np.float32)
+    mid = (upper[np.minimum(slots, m - 1)] + warm_scores[np.minimum(slots, m - 1)]) / 2
+    step = max(abs(lowest), 1.0) * 1e-3
+    out[cold_pos] = np.where(inside, mid, lowest - step * (1 + slots - n)).astype(np.float32)
     return out
+
+
+def _descending(values: np.ndarray, first: int | None = None) -> np.ndarray:
+    """Positions of `values` best first, ties in position order (a stable argsort of -values);
+    with `first`, only the first `first` of them (a partition, then a sort of those alone)."""
+    if first is None or first >= len(values):
+        return np.argsort(-values, kind="stable")
+    first = max(first, 1)
+    nth = np.partition(values, len(values) - first)[len(values) - first]  # the first-th best value
+    above = np.flatnonzero(values > nth)
+    chosen = np.concatenate([above, np.flatnonzero(values == nth)[:first - len(above)]])
+    chosen.sort()
+    return chosen[np.argsort(-values[chosen], kind="stable")]
 
 
 def visual_donors(visual: sp.csr_matrix, warm: np.ndarray, n: int = DONORS) -> sp.csr_matrix:
@@ -259,10 +284,14 @@ def _rows(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(keep.astype(np.float32)) @ sp.csr_matrix(matrix), dtype=np.float32)
 
 
-def _scaled(scores: np.ndarray) -> np.ndarray:
-    """Each row divided by its standard deviation over the catalogue (rows with none stay 0)."""
+def _scaled(scores: np.ndarray, weight: float = 1.0) -> np.ndarray:
+    """`weight` times each row divided by its standard deviation over the catalogue (rows with none
+    stay 0), as float32; one new array (users x items is the largest thing validation holds)."""
     std = scores.std(axis=1, keepdims=True)
-    return np.where(std > 1e-12, scores / np.maximum(std, 1e-12), 0.0).astype(np.float32)
+    out = (scores / np.maximum(std, 1e-12)).astype(np.float32, copy=False)
+    out[~(std > 1e-12).ravel()] = 0.0
+    out *= weight
+    return out
 
 
 def _scaled_row(row: sp.csr_matrix, n: int) -> sp.csr_matrix:

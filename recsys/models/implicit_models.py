@@ -140,6 +140,8 @@ def factor_neighbours(factors: np.ndarray, n: int, batch: int = 2048) -> sp.csr_
     norms = np.linalg.norm(factors, axis=1)
     unit = np.where(norms[:, None] > 0, factors / np.maximum(norms[:, None], 1e-12), 0.0).astype(np.float32)
     n_items = len(factors)
+    if min(n, n_items - 1) <= 0:  # no neighbours asked for (or none to have): nothing to compare
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     blocks = []
     for start in range(0, n_items, batch):
         sims = unit[start:start + batch] @ unit.T

@@ -61,7 +61,7 @@ def projected_donors(train: Interactions, vector_ids: np.ndarray, vectors: np.nd
     position = np.array([space.get(str(item), -1) for item in vector_ids], dtype=np.int64)
     has_vector = position >= 0
     warm = train.item_counts() > 0
-    als = AlsModel(factors=factors, regularization=0.05).fit(train)
+    als = AlsModel(factors=factors, regularization=0.05, neighbours=0).fit(train)  # factors alone
     y = als.item_factors
     teach = has_vector & warm[np.maximum(position, 0)]
     ask = has_vector & ~warm[np.maximum(position, 0)]
@@ -126,7 +126,7 @@ def fit_cold_factors(train: Interactions, vector_ids: np.ndarray, vectors: np.nd
     position = np.array([space.get(str(item), -1) for item in vector_ids], dtype=np.int64)
     has_vector = position >= 0
     warm = train.item_counts() > 0
-    als = AlsModel(factors=factors, regularization=regularization).fit(train)
+    als = AlsModel(factors=factors, regularization=regularization, neighbours=0).fit(train)  # factors alone
     y = als.item_factors.astype(np.float64)
     fold = np.linalg.solve(y.T @ y + regularization * np.eye(factors), y.T).astype(np.float32)
     projected = np.zeros((n, factors), np.float32)
