@@ -352,16 +352,15 @@ def distribution_shift(loaded: LoadedIndex, against: LoadedIndex, new_rows: np.n
         norms = np.linalg.norm(old_mean) * np.linalg.norm(new_mean)
         out["centroid_cosine"] = _round(old_mean @ new_mean / norms) if norms > 0 else None
         centred = old - old_mean
-        variances, axes = np.linalg.eigh(centred.T.astype(np.float64) @ centred / len(old))
-        order = np.argsort(variances)[::-1][:2]
-        basis = axes[:, order].T
+        variances, axes = _principal_axes(centred)
+        basis = axes[:2].copy()
         basis *= np.sign(basis[np.arange(len(basis)), np.abs(basis).argmax(axis=1)])[:, None]
         old_pcs, new_pcs = centred @ basis.T, (new - old_mean) @ basis.T
         total = float(variances.clip(min=0).sum())
         out["principal_components"] = {
             "basis": "the old version's first principal components, on the old mean",
             "explained_variance_ratio": [_round(v / total) if total > 0 else None
-                                         for v in variances[order]],
+                                         for v in variances[:2]],
             "old": {"mean": [_round(v) for v in old_pcs.mean(axis=0)],
                     "std": [_round(v) for v in old_pcs.std(axis=0)]},
             "new": {"mean": [_round(v) for v in new_pcs.mean(axis=0)],
@@ -369,6 +368,20 @@ def distribution_shift(loaded: LoadedIndex, against: LoadedIndex, new_rows: np.n
             "histograms": [_pair(old_pcs[:, c], new_pcs[:, c]) for c in range(old_pcs.shape[1])],
         }
     return out
+
+
+def _principal_axes(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The variances along the principal axes of `centred` (rows: samples), largest first, and
+    those axes (rows). Fewer samples than dimensions: from the SVD of the samples themselves (the
+    covariance has rank below the sample count, and its full eigendecomposition would cost
+    dimensions cubed); else from the covariance's eigendecomposition."""
+    samples, dims = centred.shape
+    if samples < dims:
+        _, singular, axes = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
+        return singular ** 2 / samples, axes
+    variances, axes = np.linalg.eigh(centred.T.astype(np.float64) @ centred / samples)
+    order = np.argsort(variances)[::-1]
+    return variances[order], axes[:, order].T
 
 
 def _round(value: float) -> float:
