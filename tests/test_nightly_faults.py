@@ -23,11 +23,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from embeddings.artifact import write_artifact
-from embeddings.backbone import Backbone
 from embeddings.embedding_set import MANIFEST, WORK_DIR
 from embeddings.faults import ENV
-from embeddings.runtimes import with_runtime
 from index.store import IndexStore, load_version
 from jobs.demo.data import DemoConfig, generate
 from jobs.nightly.config import load_config
@@ -59,24 +56,14 @@ min_neighbour_overlap = 0.0
 
 
 @pytest.fixture(scope="module")
-def model(lite0: Backbone, tmp_path_factory) -> Path:
-    """Lite0 as an ONNX artifact: the same network on the same runtime as the default SPEC, but a run
-    resolves it without importing torch and timm (seconds per killed subprocess)."""
-    onnx_file = with_runtime(lite0, "onnx", "cpu").extra["onnx_path"]  # the cached export
-    return write_artifact(tmp_path_factory.mktemp("model") / "lite0-onnx", arch=lite0.arch,
-                          data_config=lite0.data_config, feature_dim=lite0.dim, runtime="onnx",
-                          precision="fp32", steps=[], teacher={"spec": lite0.spec, "id": lite0.model_id},
-                          onnx_file=Path(onnx_file))
-
-
-@pytest.fixture(scope="module")
-def template(model, tmp_path_factory) -> Path:
-    """A world after one good night of FIRST_ITEMS items; the catalogue then grows to ALL_ITEMS."""
+def template(lite0_onnx, tmp_path_factory) -> Path:
+    """A world after one good night of FIRST_ITEMS items; the catalogue then grows to ALL_ITEMS.
+    The model is Lite0 as an ONNX artifact, so a killed run imports no torch and no timm."""
     root = tmp_path_factory.mktemp("nightly-template") / "world"
     data = generate(root / "data", DemoConfig(n_items=ALL_ITEMS, n_users=40, days=20, late_days=5, seed=4))
     catalog = pd.read_csv(data.catalog, dtype={"item_id": str})
     catalog.iloc[:FIRST_ITEMS].to_csv(data.catalog, index=False)
-    (root / "nightly.toml").write_text(CONFIG.format(model=model))
+    (root / "nightly.toml").write_text(CONFIG.format(model=lite0_onnx))
     first = run_nightly(load_config(root / "nightly.toml"))
     assert first["status"] == "published"
     catalog.to_csv(data.catalog, index=False)  # the next night: 12 new items, 3 new parts
