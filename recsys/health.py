@@ -476,20 +476,18 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize: tuple[float, float]):
+    """A matplotlib Figure of its own: no pyplot (its import, its registry of open figures and the
+    garbage collection each close runs), since the page only needs the PNG bytes."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def _png(fig, title: str) -> str:
     """The figure as an <img> with its PNG inline (the page is one self-contained file)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    _pyplot().close(fig)
     return f'<img alt="{html.escape(title)}" src="data:image/png;base64,' \
            f'{base64.b64encode(buffer.getvalue()).decode()}">'
 
@@ -508,8 +506,8 @@ def _shift_plot(distribution: dict[str, Any], title: str) -> str | None:
         panels.append((distribution["nearest_cosine"], "cosine to the nearest other item"))
     if not panels:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    fig = _figure((4.2 * len(panels), 3.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (histogram, xlabel) in zip(axes[0], panels):
         ax.stairs(histogram["old"], histogram["edges"], label="old", color="#888888", fill=True, alpha=0.5)
         ax.stairs(histogram["new"], histogram["edges"], label="new", color="#c0392b", linewidth=1.5)
@@ -522,8 +520,8 @@ def _shift_plot(distribution: dict[str, Any], title: str) -> str | None:
 
 
 def _histogram(values: np.ndarray, title: str, xlabel: str, line: float | None = None) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig = _figure((6, 3))
+    ax = fig.subplots()
     values = np.asarray(values, dtype=np.float64)
     # values a float's rounding apart (unchanged vectors) cannot be split into 50 bins
     ax.hist(values, bins=50 if np.ptp(values) > 1e-3 else 1, color="#4a7ab0")
