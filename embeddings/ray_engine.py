@@ -16,6 +16,7 @@ Image references must then be reachable from every node (shared storage or http(
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -70,10 +71,17 @@ class DecodeBatch:
 
 
 class EmbedActor:
-    """Stage 2 (Ray actors): the model, loaded once per actor, turns pixels into unit vectors."""
+    """Stage 2 (Ray actors): the model, loaded once per actor, turns pixels into unit vectors.
 
-    def __init__(self, spec: str, runtime: str, device: str) -> None:
-        backbone = with_runtime(load_backbone(spec), runtime, device)
+    `exported` is the driver's backbone when it runs on onnxruntime (without its torch module): an
+    actor that can read its ONNX file runs it as it is, without resolving `spec` again (no torch,
+    no timm); elsewhere (another node) it resolves `spec` and finds or makes the export there."""
+
+    def __init__(self, spec: str, runtime: str, device: str, exported: Backbone | None = None) -> None:
+        if exported is not None and _files_here(exported):
+            backbone = exported
+        else:
+            backbone = with_runtime(load_backbone(spec), runtime, device)
         self.embedder = make_embedder(backbone, device)
         self.dim = backbone.dim
 
@@ -128,11 +136,23 @@ def embed_with_ray(catalog: pd.DataFrame, out_dir: Path, backbone: Backbone, opt
         batch_size=options.batch_size, concurrency=max(1, (num_cpus or cpu_count()) - 1),
     )
     embedded = decoded.map_batches(
-        EmbedActor,  # finds the ONNX export the driver cached (per node on a cluster)
-        fn_constructor_kwargs={"spec": backbone.spec, "runtime": runtime, "device": device},
+        EmbedActor,  # runs the driver's ONNX export where it can read it, else resolves the SPEC
+        fn_constructor_kwargs={"spec": backbone.spec, "runtime": runtime, "device": device,
+                               "exported": _without_torch(backbone) if backbone.runtime == "onnx" else None},
         batch_size=options.batch_size, concurrency=pool, num_gpus=1 if gpus else 0,
     )
     return _drain(plan, embedded, source, device, on_progress)
+
+
+def _without_torch(backbone: Backbone) -> Backbone:
+    """The backbone as an onnxruntime actor needs it: no torch module to pickle and ship."""
+    return dataclasses.replace(backbone, model=None, load_model=None)
+
+
+def _files_here(backbone: Backbone) -> bool:
+    """Whether this machine has the backbone's ONNX file (and projection, where it has one)."""
+    return all(Path(backbone.extra[key]).is_file() for key in ("onnx_path", "projection_path")
+               if key in backbone.extra)
 
 
 def _drain(plan: RunPlan, embedded: Any, source: str, device: str,

@@ -352,16 +352,15 @@ def distribution_shift(loaded: LoadedIndex, against: LoadedIndex, new_rows: np.n
         norms = np.linalg.norm(old_mean) * np.linalg.norm(new_mean)
         out["centroid_cosine"] = _round(old_mean @ new_mean / norms) if norms > 0 else None
         centred = old - old_mean
-        variances, axes = np.linalg.eigh(centred.T.astype(np.float64) @ centred / len(old))
-        order = np.argsort(variances)[::-1][:2]
-        basis = axes[:, order].T
+        variances, axes = _principal_axes(centred)
+        basis = axes[:2].copy()
         basis *= np.sign(basis[np.arange(len(basis)), np.abs(basis).argmax(axis=1)])[:, None]
         old_pcs, new_pcs = centred @ basis.T, (new - old_mean) @ basis.T
         total = float(variances.clip(min=0).sum())
         out["principal_components"] = {
             "basis": "the old version's first principal components, on the old mean",
             "explained_variance_ratio": [_round(v / total) if total > 0 else None
-                                         for v in variances[order]],
+                                         for v in variances[:2]],
             "old": {"mean": [_round(v) for v in old_pcs.mean(axis=0)],
                     "std": [_round(v) for v in old_pcs.std(axis=0)]},
             "new": {"mean": [_round(v) for v in new_pcs.mean(axis=0)],
@@ -369,6 +368,20 @@ def distribution_shift(loaded: LoadedIndex, against: LoadedIndex, new_rows: np.n
             "histograms": [_pair(old_pcs[:, c], new_pcs[:, c]) for c in range(old_pcs.shape[1])],
         }
     return out
+
+
+def _principal_axes(centred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The variances along the principal axes of `centred` (rows: samples), largest first, and
+    those axes (rows). Fewer samples than dimensions: from the SVD of the samples themselves (the
+    covariance has rank below the sample count, and its full eigendecomposition would cost
+    dimensions cubed); else from the covariance's eigendecomposition."""
+    samples, dims = centred.shape
+    if samples < dims:
+        _, singular, axes = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
+        return singular ** 2 / samples, axes
+    variances, axes = np.linalg.eigh(centred.T.astype(np.float64) @ centred / samples)
+    order = np.argsort(variances)[::-1]
+    return variances[order], axes[:, order].T
 
 
 def _round(value: float) -> float:
@@ -463,20 +476,18 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize: tuple[float, float]):
+    """A matplotlib Figure of its own: no pyplot (its import, its registry of open figures and the
+    garbage collection each close runs), since the page only needs the PNG bytes."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def _png(fig, title: str) -> str:
     """The figure as an <img> with its PNG inline (the page is one self-contained file)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    _pyplot().close(fig)
     return f'<img alt="{html.escape(title)}" src="data:image/png;base64,' \
            f'{base64.b64encode(buffer.getvalue()).decode()}">'
 
@@ -495,8 +506,8 @@ def _shift_plot(distribution: dict[str, Any], title: str) -> str | None:
         panels.append((distribution["nearest_cosine"], "cosine to the nearest other item"))
     if not panels:
         return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    fig = _figure((4.2 * len(panels), 3.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (histogram, xlabel) in zip(axes[0], panels):
         ax.stairs(histogram["old"], histogram["edges"], label="old", color="#888888", fill=True, alpha=0.5)
         ax.stairs(histogram["new"], histogram["edges"], label="new", color="#c0392b", linewidth=1.5)
@@ -509,8 +520,8 @@ def _shift_plot(distribution: dict[str, Any], title: str) -> str | None:
 
 
 def _histogram(values: np.ndarray, title: str, xlabel: str, line: float | None = None) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig = _figure((6, 3))
+    ax = fig.subplots()
     values = np.asarray(values, dtype=np.float64)
     # values a float's rounding apart (unchanged vectors) cannot be split into 50 bins
     ax.hist(values, bins=50 if np.ptp(values) > 1e-3 else 1, color="#4a7ab0")

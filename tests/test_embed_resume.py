@@ -24,19 +24,20 @@ def embed_command(images, out, *extra: str) -> list[str]:
             "--no-progress", *extra]
 
 
-def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, lite0) -> None:
+def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(tmp_path, lite0, lite0_onnx) -> None:
     images = tmp_path / "images"
     write_images(images, 96)
     out = tmp_path / "killed"
+    model = ("--model", str(lite0_onnx))  # Lite0's ONNX export as an artifact: no torch, no timm to import
     # The job kills itself (SIGKILL) as it renames its fourth part into place (embeddings/faults.py).
-    job = subprocess.run(embed_command(images, out), capture_output=True, text=True, timeout=300,
+    job = subprocess.run(embed_command(images, out, *model), capture_output=True, text=True, timeout=300,
                          env={**os.environ, "RECSYS_FAULT": "write:part-*.parquet#4"})
     assert job.returncode == -signal.SIGKILL, job.stderr[-2000:]
     assert len(list(out.glob("part-*.parquet"))) == 3
     assert list(out.glob(".part-*.parquet.tmp-*"))  # the fourth, written but never renamed
     assert not (out / "embedding_set.json").exists()
 
-    rerun = subprocess.run(embed_command(images, out), capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(embed_command(images, out, *model), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" in rerun.stderr
 

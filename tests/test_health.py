@@ -21,6 +21,7 @@ from recsys.health import (
     DISTRIBUTION_BINS,
     DUPLICATE_COSINE,
     SHIFT_TITLE,
+    _principal_axes,
     failure_summary,
     health_report,
     write_report,
@@ -195,6 +196,21 @@ def test_distribution_shift_numbers_and_plot(two_versions, tmp_path) -> None:
     unchanged = health_report(old, old).report["drift"]["distribution"]
     assert unchanged["centroid_cosine"] == 1.0
     assert all(h["old"] == h["new"] for h in unchanged["principal_components"]["histograms"])
+
+
+@pytest.mark.parametrize("samples", [12, 40])  # fewer samples than dimensions (SVD), and more (covariance)
+def test_principal_axes_are_the_covariances_eigenvectors(samples) -> None:
+    rng = np.random.default_rng(3)
+    latent = rng.normal(size=(samples, 4)) @ rng.normal(size=(4, 24))
+    centred = latent - latent.mean(axis=0)
+    variances, axes = _principal_axes(centred)
+    expected, vectors = np.linalg.eigh(centred.T @ centred / samples)
+    expected, vectors = expected[::-1], vectors[:, ::-1].T
+    assert np.all(np.diff(variances) <= 1e-12)  # largest first
+    assert variances[:4] == pytest.approx(expected[:4], rel=1e-9)
+    assert variances.clip(min=0).sum() == pytest.approx(expected.clip(min=0).sum(), rel=1e-9)
+    for got, want in zip(axes[:4], vectors[:4]):  # the sign of an axis is a choice
+        assert abs(float(got @ want)) == pytest.approx(1.0, abs=1e-9)
 
 
 def test_drift_between_vectors_of_different_sizes(tmp_path) -> None:

@@ -38,6 +38,7 @@ store = "store"
 [catalog]
 file = "data/catalog.csv"
 [embed]
+model = "{model}"
 runtime = "onnx"
 device = "cpu"
 batch_size = 4
@@ -55,13 +56,14 @@ min_neighbour_overlap = 0.0
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    """A world after one good night of FIRST_ITEMS items; the catalogue then grows to ALL_ITEMS."""
+def template(lite0_onnx, tmp_path_factory) -> Path:
+    """A world after one good night of FIRST_ITEMS items; the catalogue then grows to ALL_ITEMS.
+    The model is Lite0 as an ONNX artifact, so a killed run imports no torch and no timm."""
     root = tmp_path_factory.mktemp("nightly-template") / "world"
     data = generate(root / "data", DemoConfig(n_items=ALL_ITEMS, n_users=40, days=20, late_days=5, seed=4))
     catalog = pd.read_csv(data.catalog, dtype={"item_id": str})
     catalog.iloc[:FIRST_ITEMS].to_csv(data.catalog, index=False)
-    (root / "nightly.toml").write_text(CONFIG)
+    (root / "nightly.toml").write_text(CONFIG.format(model=lite0_onnx))
     first = run_nightly(load_config(root / "nightly.toml"))
     assert first["status"] == "published"
     catalog.to_csv(data.catalog, index=False)  # the next night: 12 new items, 3 new parts

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import ray
@@ -9,7 +13,9 @@ import ray
 from embeddings.catalog import catalog_from_folder
 from embeddings.embedding_set import read_embedding_set
 from embeddings.engines import embed
+from embeddings.ray_engine import EmbedActor, _without_torch
 from embeddings.runner import EmbedOptions
+from embeddings.runtimes import with_runtime
 from tests.imagegen import write_images
 
 
@@ -50,3 +56,23 @@ def test_ray_engine_matches_local_engine_and_resumes(tmp_path, lite0, local_ray)
     resumed = read_embedding_set(out)
     assert resumed.item_ids.tolist() == local.item_ids.tolist()
     assert np.sum(resumed.vectors * local.vectors, axis=1).min() >= 0.9999
+
+
+def test_embed_actor_runs_the_drivers_export_or_resolves_the_spec_without_it(lite0, tmp_path) -> None:
+    """An actor runs the ONNX file the driver hands it; on a machine without that file (another
+    node) it resolves the SPEC itself, and both give the same vectors."""
+    cached = with_runtime(lite0, "onnx", "cpu")
+    driver_file = tmp_path / "driver.onnx"
+    shutil.copyfile(cached.extra["onnx_path"], driver_file)
+    exported = _without_torch(dataclasses.replace(cached, extra={**cached.extra,
+                                                                 "onnx_path": str(driver_file)}))
+    pixels = np.random.default_rng(0).normal(size=(2, 3, *lite0.data_config["input_size"][1:]))
+    batch = {"row": np.arange(2), "status": np.array(["ok", "ok"], dtype=object),
+             "pixels": pixels.astype(np.float32)}
+
+    handed = EmbedActor(lite0.spec, "onnx", "cpu", exported)
+    assert handed.embedder.onnx_path == driver_file
+    driver_file.unlink()
+    resolved = EmbedActor(lite0.spec, "onnx", "cpu", exported)
+    assert resolved.embedder.onnx_path == Path(cached.extra["onnx_path"])
+    assert np.allclose(handed(batch)["embedding"], resolved(batch)["embedding"], atol=1e-6)

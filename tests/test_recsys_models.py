@@ -277,3 +277,18 @@ def test_sparse_helpers() -> None:
         expected = np.zeros_like(row)
         expected[best] = row[best]
         assert np.array_equal(fast[i], expected)
+
+
+@pytest.mark.parametrize("model", [AlsModel(factors=8, iterations=5), ItemKnnModel("cosine", 5),
+                                   ItemKnnModel("bm25", 5)], ids=["als", "cosine", "bm25"])
+def test_implicit_fits_the_same_on_one_thread_and_on_every_core(model, interactions, monkeypatch) -> None:
+    """A small matrix is fitted on one thread (implicit_models.ONE_THREAD_BELOW_NNZ), a large one on
+    every core; the answers are the same either way."""
+    from recsys.models import implicit_models
+
+    assert implicit_models._threads(interactions.matrix) == 1
+    one = model.fit(interactions).similarity.toarray(), getattr(model, "item_factors", None)
+    monkeypatch.setattr(implicit_models, "ONE_THREAD_BELOW_NNZ", 0)
+    assert implicit_models._threads(interactions.matrix) == 0
+    every = model.fit(interactions).similarity.toarray(), getattr(model, "item_factors", None)
+    assert np.array_equal(one[0], every[0]) and np.array_equal(one[1], every[1])

@@ -1,6 +1,7 @@
 """The nightly on object storage (a real S3-compatible server on 127.0.0.1): a catalogue whose
-images are s3:// objects, embedded by the real Lite0, built in the work folder's mirror of the store
-and published to the bucket; the second run gates against the serving version it downloads."""
+images are s3:// objects, embedded by the real Lite0 (its ONNX export, `lite0_onnx`), built in the
+work folder's mirror of the store and published to the bucket; the second run gates against the
+serving version it downloads."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.imagegen import write_images
 pytest_plugins = ["tests.s3_support"]  # the S3 server (s3_server) and a bucket per test (s3_store)
 
 
-def test_nightly_publishes_to_object_storage(s3_store: str, tmp_path: Path, capsys) -> None:
+def test_nightly_publishes_to_object_storage(s3_store: str, tmp_path: Path, capsys, lite0_onnx: Path) -> None:
     bucket = s3_store.split("/")[2]
     fs = fsspec.filesystem("s3")
     paths = write_images(tmp_path / "images", 12)
@@ -27,7 +28,7 @@ def test_nightly_publishes_to_object_storage(s3_store: str, tmp_path: Path, caps
                   "category": ["a", "b", "c"] * 4}).to_csv(tmp_path / "catalog.csv", index=False)
     config = tmp_path / "nightly.toml"
     config.write_text(f'work_dir = "work"\nstore = "{s3_store}"\n[catalog]\nfile = "catalog.csv"\n'
-                      '[embed]\nbatch_size = 8\nworkers = 1\n')
+                      f'[embed]\nmodel = "{lite0_onnx}"\nbatch_size = 8\nworkers = 1\n')
 
     assert main(["nightly", "--config", str(config)]) == 0, capsys.readouterr().err
     remote = RemoteStore(s3_store)

@@ -41,8 +41,15 @@ def weigh(matrix: sp.spmatrix, weighting: str) -> sp.csr_matrix:
     return out
 
 
-def _threads() -> int:
-    return 0  # implicit: one per core
+# Below this many stored interactions a fit takes milliseconds on one thread, and implicit's
+# threads cost more than they save (ten times the CPU on a busy 2-core machine); the answers are the
+# same on any number of threads (each user's and item's solve is its own).
+ONE_THREAD_BELOW_NNZ = 50_000
+
+
+def _threads(matrix: sp.spmatrix) -> int:
+    """implicit's num_threads for fitting on `matrix`: 1 for a small one, else 0 (one per core)."""
+    return 1 if matrix.nnz < ONE_THREAD_BELOW_NNZ else 0
 
 
 class ItemKnnModel(NeighbourModel):
@@ -66,8 +73,9 @@ class ItemKnnModel(NeighbourModel):
 
         x = weigh(interactions.matrix, self.weighting)
         k = self.neighbours + 1  # implicit keeps each item itself among its neighbours
-        model = (CosineRecommender(K=k, num_threads=_threads()) if self.measure == "cosine" else
-                 BM25Recommender(K=k, K1=self.k1, B=self.b, num_threads=_threads()))
+        threads = _threads(x)
+        model = (CosineRecommender(K=k, num_threads=threads) if self.measure == "cosine" else
+                 BM25Recommender(K=k, K1=self.k1, B=self.b, num_threads=threads))
         with warnings.catch_warnings():  # implicit's own transpose hands itself a COO matrix
             warnings.filterwarnings("ignore", message="Method expects CSR input")
             model.fit(x, show_progress=False)
@@ -106,7 +114,7 @@ class AlsModel(NeighbourModel):
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; BLAS threads would fight it
             model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
                                             alpha=self.alpha, iterations=self.iterations,
-                                            random_state=self.seed, num_threads=_threads())
+                                            random_state=self.seed, num_threads=_threads(x))
             model.fit(x, show_progress=False)
         factors = np.asarray(model.item_factors, dtype=np.float32)
         factors[np.diff(x.tocsc().indptr) == 0] = 0.0  # an item nobody touched has no behaviour
