@@ -22,6 +22,9 @@ from recsys.sparse_ops import csr_arrays, csr_from
 
 # Zero-score items are ordered by popularity: small enough never to outrank a real score.
 POPULARITY_TIE_BREAK = 1e-6
+# Where users x items dense scores are built, users go in batches of at most this many cells
+# (32 MB a float32 array): at 100,000 items, 80 users.
+BATCH_CELLS = 8_000_000
 
 MODEL_TYPES: dict[str, type[ItemModel]] = {}
 
@@ -170,6 +173,17 @@ def popularity_scores(interactions: Interactions) -> np.ndarray:
     counts = interactions.trending.astype(np.float64)
     peak = counts.max(initial=0.0)
     return (counts / peak if peak > 0 else counts).astype(np.float32)
+
+
+def user_batches(n_users: int, n_items: int, most: int = 512) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of users to score at once over `n_items` items: at most `most`
+    users and about BATCH_CELLS cells each. No batch holds a single user unless all do: numpy and
+    BLAS sum a lone row in another order than a row among others (last bits of a score)."""
+    size = max(2, min(most, BATCH_CELLS // max(n_items, 1)))
+    starts = list(range(0, n_users, size))
+    if len(starts) > 1 and n_users - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n_users]))
 
 
 def zscores(scores: np.ndarray) -> np.ndarray:
