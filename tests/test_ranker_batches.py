@@ -101,9 +101,14 @@ def test_candidates_in_batches_match_the_whole_matrix(seed: int, with_factors: b
 def test_ranker_scores_and_training_match_in_batches(monkeypatch) -> None:
     """Trained and scored in batches of 5 users: the same booster and the same scores as in one batch."""
     ranker, train = random_shop(3, n_users=120)
-    relevant = [set(np.argsort(-row)[:3].tolist()) for row in np.asarray(train.recent.todense())]
-    held = sp.csr_matrix(train.recent.multiply(np.random.default_rng(0).random(train.recent.shape) < 0.7))
-    whole = ranker.train(held, relevant).booster.model_to_string()
+    held = train.recent
+    users, items, _ = ranker.candidates(held)
+    rng = np.random.default_rng(0)
+    relevant = [set(rng.choice(items[users == u], 2).tolist()) | {int(rng.integers(300))}
+                for u in range(held.shape[0])]  # two candidates and one item at random
+    booster = ranker.train(held, relevant).booster
+    assert booster is not None
+    whole = booster.model_to_string()
     scores = ranker.score_histories(held)
     monkeypatch.setattr(base_module, "BATCH_CELLS", 300 * 5)
     assert ranker.train(held, relevant).booster.model_to_string() == whole
