@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.models.base import ItemModel, NeighbourModel, user_batches
+from recsys.models.base import ItemModel, NeighbourModel, row_batches
 from recsys.models.projection import ColdFactors
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,10 @@ class RankerModel(ItemModel):
 
     def candidates(self, recent: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(user rows, item positions, features (pairs, len(FEATURES))) of every candidate pair; the
-        history items themselves are never candidates. Users go in batches (base.user_batches): each
+        history items themselves are never candidates. Users go in batches (base.row_batches): each
         user's pairs depend on that user's row alone."""
         recent = sp.csr_matrix(recent, dtype=np.float32)
-        batches = user_batches(*recent.shape)
+        batches = row_batches(*recent.shape)
         parts = [self._candidates(recent[start:stop]) for start, stop in batches]
         if not parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(FEATURES)), np.float32)

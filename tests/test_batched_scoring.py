@@ -1,4 +1,5 @@
-"""The ranker's candidates and features in bounded user batches are those of the whole matrix at once."""
+"""Scores built in bounded batches of rows (the ranker's candidates and features, validation's lists,
+the projected donors) are those of the whole matrix at once."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from embeddings.vectors import l2_normalize
 from recsys.events import EVENT_COLUMNS
 from recsys.interactions import from_events
-from recsys.models import VisualModel, make_behaviour_model
+from recsys.models import VisualModel, make_behaviour_model, projection
 from recsys.models import base as base_module
 from recsys.models.base import zscores
 from recsys.models.projection import fit_cold_factors, projected_donors
@@ -124,3 +126,41 @@ def test_ranks_at_the_asked_pairs_are_the_full_ranks() -> None:
     rows, cols = np.nonzero(chosen)
     assert np.array_equal(_ranks_at(values, rows, cols), _ranks(values)[rows, cols])
     assert np.array_equal(_ranks_at(values.astype(np.float64), rows, cols), _ranks(values)[rows, cols])
+
+
+def old_projected_donors(train, vector_ids, vectors, donors=20, factors=32, alpha=1.0) -> sp.csr_matrix:
+    """projected_donors as it was before batching: every (cold, warm) similarity at once."""
+    n = len(train.item_ids)
+    space = {item: i for i, item in enumerate(train.item_ids)}
+    position = np.array([space.get(str(item), -1) for item in vector_ids], dtype=np.int64)
+    has_vector = position >= 0
+    warm = train.item_counts() > 0
+    y = projection.AlsModel(factors=factors, regularization=0.05, neighbours=0).fit(train).item_factors
+    teach = has_vector & warm[np.maximum(position, 0)]
+    ask = has_vector & ~warm[np.maximum(position, 0)]
+    guessed = projection.ImageToBehaviour(alpha).fit(vectors[teach], y[position[teach]]).predict(vectors[ask])
+    warm_ids = np.flatnonzero(warm)
+    sims = l2_normalize(guessed) @ l2_normalize(y[warm_ids]).T
+    k = min(donors, len(warm_ids))
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    vals = np.maximum(np.take_along_axis(sims, top, axis=1), 0.0)
+    sums = vals.sum(axis=1, keepdims=True)
+    vals = np.where(sums > 0, vals / np.maximum(sums, 1e-12), 0.0)
+    rows, cols = np.repeat(position[ask], k), warm_ids[top].ravel()
+    matrix = sp.csr_matrix((vals.ravel().astype(np.float32), (rows, cols)), shape=(n, n))
+    matrix.eliminate_zeros()
+    return matrix
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_projected_donors_in_batches_match_all_at_once(seed: int, monkeypatch) -> None:
+    ranker, train = random_shop(seed, n_items=400, cold=150)
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((400, 8)).astype(np.float32)
+    want = old_projected_donors(train, train.item_ids, vectors, donors=5, factors=4)
+    assert want.nnz > 0
+    for cells in (10_000_000, 250 * 7, 1):  # one batch, 7 cold items at a time, 2 at a time
+        monkeypatch.setattr(base_module, "BATCH_CELLS", cells)
+        got = projected_donors(train, train.item_ids, vectors, donors=5, factors=4)
+        assert (got != want).nnz == 0 and np.array_equal(got.indptr, want.indptr)
+        assert np.array_equal(got.indices, want.indices) and np.array_equal(got.data, want.data)
