@@ -50,7 +50,6 @@ from recsys.models import (
     make_behaviour_model,
     usable_behaviour_models,
 )
-from recsys.models.base import row_batches
 from recsys.models.projection import fit_cold_factors, projected_donors
 from recsys.models.ranker import RankerModel, item_age_days
 from recsys.split import Split, split_events
@@ -171,11 +170,12 @@ def with_recency(holdout: Holdout, events: pd.DataFrame, half_life_days: float) 
 
 def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> np.ndarray:
     """(n_users, k) item positions: each evaluated user's top K, training items removed. Users go in
-    batches of at most `batch`, fewer over a large catalogue (base.row_batches)."""
+    batches of `batch` whatever the catalogue's size: BLAS products (projected factors) round the
+    last bit differently for another number of rows, so smaller batches would change scores."""
     k = min(k, len(holdout.train.item_ids))
     out = []
-    for start, stop in row_batches(len(holdout.users), len(holdout.train.item_ids), batch):
-        users = holdout.users[start:stop]
+    for start in range(0, len(holdout.users), batch):
+        users = holdout.users[start:start + batch]
         seen = (holdout.train.matrix if holdout.seen is None else holdout.seen)[users]
         if isinstance(model, HybridModel):  # the cold entry counts only the items a list may hold
             hidden = seen if holdout.showable is None else seen + _columns(seen.shape, ~holdout.showable)

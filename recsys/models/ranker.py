@@ -107,16 +107,22 @@ class RankerModel(ItemModel):
         history items themselves are never candidates. Users go in batches (base.row_batches): each
         user's pairs depend on that user's row alone."""
         recent = sp.csr_matrix(recent, dtype=np.float32)
+        # the projected taste in one product, as before batching: BLAS rounds the last bit of each
+        # score differently for another number of rows
+        taste = self.factors.score(recent) if self.factors is not None else None
         batches = row_batches(*recent.shape)
-        parts = [self._candidates(recent[start:stop]) for start, stop in batches]
+        parts = [self._candidates(recent[start:stop], None if taste is None else taste[start:stop])
+                 for start, stop in batches]
+        del taste
         if not parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(FEATURES)), np.float32)
         return (np.concatenate([users + start for (users, _, _), (start, _) in zip(parts, batches)]),
                 np.concatenate([items for _, items, _ in parts]),
                 np.concatenate([features for _, _, features in parts]))
 
-    def _candidates(self, recent: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`candidates` of one batch of users."""
+    def _candidates(self, recent: sp.csr_matrix, taste: np.ndarray | None) -> tuple[np.ndarray, np.ndarray,
+                                                                                   np.ndarray]:
+        """`candidates` of one batch of users; `taste`: their projected taste (None: no such source)."""
         assert self.behaviour is not None and self.visual is not None, "build first"
         binary = recent.copy()
         binary.data[:] = 1.0
@@ -132,7 +138,7 @@ class RankerModel(ItemModel):
         length = np.asarray(binary.sum(axis=1), dtype=np.float32)  # (users, 1)
         popularity = self.popularity if self.popularity is not None else np.zeros(n_items, np.float32)
         cold = (self.age_days < 0).astype(np.float32)
-        taste = self.factors.score(recent) if self.factors is not None else np.zeros_like(behaviour_all)
+        taste = taste if taste is not None else np.zeros_like(behaviour_all)
         seen = binary.tocoo()
         masked = {}
         for name, values in (("behaviour", behaviour_all), ("visual", visual), ("taste", taste),
