@@ -169,7 +169,9 @@ def with_recency(holdout: Holdout, events: pd.DataFrame, half_life_days: float) 
 
 
 def rank_users(model: ItemModel, holdout: Holdout, k: int, batch: int = 512) -> np.ndarray:
-    """(n_users, k) item positions: each evaluated user's top K, training items removed."""
+    """(n_users, k) item positions: each evaluated user's top K, training items removed. Users go in
+    batches of `batch` whatever the catalogue's size: BLAS products (projected factors) round the
+    last bit differently for another number of rows, so smaller batches would change scores."""
     k = min(k, len(holdout.train.item_ids))
     out = []
     for start in range(0, len(holdout.users), batch):

@@ -22,6 +22,9 @@ from recsys.sparse_ops import csr_arrays, csr_from
 
 # Zero-score items are ordered by popularity: small enough never to outrank a real score.
 POPULARITY_TIE_BREAK = 1e-6
+# Where users x items (or items x items) dense scores are built, rows go in batches of at most this
+# many cells (32 MB a float32 array): at 100,000 items, 80 users.
+BATCH_CELLS = 8_000_000
 
 MODEL_TYPES: dict[str, type[ItemModel]] = {}
 
@@ -170,6 +173,18 @@ def popularity_scores(interactions: Interactions) -> np.ndarray:
     counts = interactions.trending.astype(np.float64)
     peak = counts.max(initial=0.0)
     return (counts / peak if peak > 0 else counts).astype(np.float32)
+
+
+def row_batches(n_rows: int, n_columns: int, most: int = 512) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of rows (users, say) to score at once against `n_columns` columns
+    (items): at most `most` rows and about BATCH_CELLS cells each. No batch holds a single row
+    unless all do: numpy and BLAS sum a lone row in another order than a row among others (the
+    last bits of a score)."""
+    size = max(2, min(most, BATCH_CELLS // max(n_columns, 1)))
+    starts = list(range(0, n_rows, size))
+    if len(starts) > 1 and n_rows - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, starts[1:] + [n_rows]))
 
 
 def zscores(scores: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from embeddings.vectors import l2_normalize
 from recsys.interactions import Interactions
+from recsys.models.base import row_batches
 from recsys.models.implicit_models import AlsModel, weigh
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,17 @@ def projected_donors(train: Interactions, vector_ids: np.ndarray, vectors: np.nd
     guessed = projector.predict(vectors[ask])
     warm_ids = np.flatnonzero(warm)
     unit = l2_normalize(y[warm_ids])
-    sims = l2_normalize(guessed) @ unit.T  # (cold with vectors, warm)
+    guessed = l2_normalize(guessed)
     k = min(donors, len(warm_ids))
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    vals = np.maximum(np.take_along_axis(sims, top, axis=1), 0.0)
+    top = np.empty((len(guessed), k), np.int64)
+    vals = np.empty((len(guessed), k), np.result_type(guessed, unit))
+    # (cold with vectors, warm) similarities in batches of rows: all at once they took 8 GB at 100,000
+    # items. (BLAS may round a similarity's last bit otherwise than in one product: the same donors.)
+    for start, stop in row_batches(len(guessed), len(warm_ids), most=len(guessed)):
+        sims = guessed[start:stop] @ unit.T
+        top[start:stop] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        vals[start:stop] = np.take_along_axis(sims, top[start:stop], axis=1)
+    vals = np.maximum(vals, 0.0)
     sums = vals.sum(axis=1, keepdims=True)
     vals = np.where(sums > 0, vals / np.maximum(sums, 1e-12), 0.0)
     rows = np.repeat(position[ask], k)

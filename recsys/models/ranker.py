@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.models.base import ItemModel, NeighbourModel, zscores
+from recsys.models.base import ItemModel, NeighbourModel, row_batches
 from recsys.models.projection import ColdFactors
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,26 @@ class RankerModel(ItemModel):
 
     def candidates(self, recent: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(user rows, item positions, features (pairs, len(FEATURES))) of every candidate pair; the
-        history items themselves are never candidates."""
-        assert self.behaviour is not None and self.visual is not None, "build first"
+        history items themselves are never candidates. Users go in batches (base.row_batches): each
+        user's pairs depend on that user's row alone."""
         recent = sp.csr_matrix(recent, dtype=np.float32)
+        # the projected taste in one product, as before batching: BLAS rounds the last bit of each
+        # score differently for another number of rows
+        taste = self.factors.score(recent) if self.factors is not None else None
+        batches = row_batches(*recent.shape)
+        parts = [self._candidates(recent[start:stop], None if taste is None else taste[start:stop])
+                 for start, stop in batches]
+        del taste
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, len(FEATURES)), np.float32)
+        return (np.concatenate([users + start for (users, _, _), (start, _) in zip(parts, batches)]),
+                np.concatenate([items for _, items, _ in parts]),
+                np.concatenate([features for _, _, features in parts]))
+
+    def _candidates(self, recent: sp.csr_matrix, taste: np.ndarray | None) -> tuple[np.ndarray, np.ndarray,
+                                                                                   np.ndarray]:
+        """`candidates` of one batch of users; `taste`: their projected taste (None: no such source)."""
+        assert self.behaviour is not None and self.visual is not None, "build first"
         binary = recent.copy()
         binary.data[:] = 1.0
         n_users, n_items = recent.shape
@@ -114,18 +131,19 @@ class RankerModel(ItemModel):
         borrowed = np.asarray((self.donors @ behaviour.T).T, dtype=np.float32) if self.donors.nnz else \
             np.zeros_like(behaviour)
         behaviour_all = behaviour + borrowed
+        del behaviour
         behaviour_plain = self.behaviour.score_histories(binary)
         visual = np.asarray((recent @ self.visual.similarity).todense(), dtype=np.float32)
         visual_sum = np.asarray((binary @ self.visual.similarity).todense(), dtype=np.float32)
         length = np.asarray(binary.sum(axis=1), dtype=np.float32)  # (users, 1)
         popularity = self.popularity if self.popularity is not None else np.zeros(n_items, np.float32)
         cold = (self.age_days < 0).astype(np.float32)
-        taste = self.factors.score(recent) if self.factors is not None else np.zeros_like(behaviour)
+        taste = taste if taste is not None else np.zeros_like(behaviour_all)
         seen = binary.tocoo()
         masked = {}
         for name, values in (("behaviour", behaviour_all), ("visual", visual), ("taste", taste),
-                             ("popularity", np.broadcast_to(popularity, (n_users, n_items)).copy()),
-                             ("newest", np.broadcast_to(_newness(self.age_days), (n_users, n_items)).copy())):
+                             ("popularity", np.broadcast_to(popularity, (n_users, n_items))),
+                             ("newest", np.broadcast_to(_newness(self.age_days), (n_users, n_items)))):
             values = values.copy()
             values[seen.row, seen.col] = -np.inf
             masked[name] = values
@@ -136,16 +154,19 @@ class RankerModel(ItemModel):
                 continue  # no projected taste: its all-zero scores would nominate arbitrary items
             top = np.argpartition(-values, k - 1, axis=1)[:, :k]
             np.put_along_axis(chosen, top, True, axis=1)
+        del masked["newest"]
         chosen[seen.row, seen.col] = False
         users, items = np.nonzero(chosen)
-        ranks = {name: _ranks(masked[name]) for name in ("behaviour", "visual", "popularity", "taste")}
+        del chosen
+        ranks = {name: _ranks_at(masked.pop(name), users, items)
+                 for name in ("behaviour", "visual", "popularity", "taste")}
         best = self._visual_best(binary, users, items)
         features = np.column_stack([
-            zscores(behaviour_all)[users, items], ranks["behaviour"][users, items],
-            zscores(borrowed)[users, items], zscores(visual)[users, items], ranks["visual"][users, items],
-            (visual_sum / np.maximum(length, 1.0))[users, items], best, ranks["popularity"][users, items],
-            cold[items], self.age_days[items], length[users, 0], zscores(behaviour_plain)[users, items],
-            zscores(taste)[users, items], ranks["taste"][users, items],
+            _zscores_at(behaviour_all, users, items), ranks["behaviour"],
+            _zscores_at(borrowed, users, items), _zscores_at(visual, users, items), ranks["visual"],
+            visual_sum[users, items] / np.maximum(length, 1.0)[users, 0], best, ranks["popularity"],
+            cold[items], self.age_days[items], length[users, 0], _zscores_at(behaviour_plain, users, items),
+            _zscores_at(taste, users, items), ranks["taste"],
         ]).astype(np.float32)
         return users, items, features
 
@@ -188,3 +209,32 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(values.shape[1])[None, :].repeat(values.shape[0], 0), axis=1)
     return ranks.astype(np.float32)
+
+
+def _ranks_at(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """`_ranks(values)[rows, cols]` (`rows` ascending) without placing every item: a pair's rank is
+    how many items of its row come first (a larger value, or an equal one at a smaller position),
+    counted in the row's sorted (value, position) keys."""
+    if values.dtype != np.float32:
+        return _ranks(values)[rows, cols]
+    n_rows, n = values.shape
+    # float32 bits made to sort as -value does (-0.0 as 0.0), then the position below them: unique keys
+    bits = (np.negative(values) + np.float32(0.0)).view(np.uint32)
+    bits = np.where(bits >= np.uint32(0x80000000), ~bits, bits | np.uint32(0x80000000))
+    keys = (bits.astype(np.uint64) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+    del bits
+    wanted = keys[rows, cols]
+    keys.sort(axis=1)
+    out = np.empty(len(rows), np.float32)
+    bounds = np.searchsorted(rows, np.arange(n_rows + 1))
+    for r in range(n_rows):
+        if bounds[r] < bounds[r + 1]:
+            out[bounds[r]:bounds[r + 1]] = np.searchsorted(keys[r], wanted[bounds[r]:bounds[r + 1]])
+    return out
+
+
+def _zscores_at(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """`zscores(values)[rows, cols]`, the shift and spread still taken over each whole row."""
+    std = values.std(axis=1, keepdims=True)[rows, 0]
+    mean = values.mean(axis=1, keepdims=True)[rows, 0]
+    return np.where(std > 1e-12, (values[rows, cols] - mean) / np.maximum(std, 1e-12), 0.0).astype(np.float32)
