@@ -93,7 +93,7 @@ class LoadedIndex:
         self.neighbour_scores = None if neighbour_scores is None else np.asarray(neighbour_scores)
         if rows is None:
             rows = ItemRows(self.items["item_id"], fids)
-        self.item_ids = self._id_list = rows.ids
+        self.item_ids = rows.ids
         self.row_of = rows.row_of
         self._item_ids = rows.array
         self._fid_order, self._sorted_fids = rows.fid_order, rows.sorted_fids
@@ -235,10 +235,10 @@ class LoadedIndex:
         if neighbours is None:
             return None
         width = neighbours.shape[1]
-        complete = width >= len(self._id_list) - 1  # the lists hold every other item
+        complete = width >= len(self.item_ids) - 1  # the lists hold every other item
         if k > width and not complete:
             return None
-        ids = self._id_list
+        ids = self.item_ids
         if allowed is not None or len(banned) > 1:
             # a filter's mask: which of the list it allows, at once, before building any pair
             found = neighbours[row]
@@ -318,7 +318,7 @@ class LoadedIndex:
                 D, found = self._search_rows(xq, min(k, len(rows)), params)
             else:
                 return None
-        ids = self._id_list
+        ids = self.item_ids
         return [[(ids[r], float(d)) for r, d in zip(row_ids.tolist(), row_scores.tolist()) if r >= 0]
                 for row_ids, row_scores in zip(found, D)]
 

@@ -404,7 +404,7 @@ def _new_items(split: Split, item_space: np.ndarray, share: float, seed: int = 0
     hidden = set(items[rng.random(len(items)) < share])
     if split.train.item_id.isin(hidden).all():
         return np.zeros(0, np.int64)
-    return np.flatnonzero(np.isin(item_space, list(hidden)))
+    return np.flatnonzero(pd.Index(item_space).isin(hidden))  # hashed, as in VisualVectors.showable
 
 
 def make_new(holdout: Holdout, items: np.ndarray, first_fans: Sequence[tuple[int, int]] = ()) -> Holdout:

@@ -148,22 +148,17 @@ def factor_neighbours(factors: np.ndarray, n: int, batch: int = 2048) -> sp.csr_
     norms = np.linalg.norm(factors, axis=1)
     unit = np.where(norms[:, None] > 0, factors / np.maximum(norms[:, None], 1e-12), 0.0).astype(np.float32)
     n_items = len(factors)
-    if min(n, n_items - 1) <= 0:  # no neighbours asked for (or none to have): nothing to compare
+    k = min(n, n_items - 1)
+    if k <= 0:  # no neighbours asked for (or none to have): nothing to compare
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     blocks = []
     for start in range(0, n_items, batch):
         sims = unit[start:start + batch] @ unit.T
         rows = np.arange(sims.shape[0])
         sims[rows, rows + start] = 0.0
-        k = min(n, n_items - 1)
-        if k <= 0:
-            blocks.append(sp.csr_matrix(sims.shape, dtype=np.float32))
-            continue
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         vals = np.take_along_axis(sims, top, axis=1)
         block = sp.csr_matrix((vals.ravel(), (np.repeat(rows, k), top.ravel())), shape=sims.shape)
         block.eliminate_zeros()
         blocks.append(block)
-    if not blocks:
-        return sp.csr_matrix((0, 0), dtype=np.float32)
     return sp.vstack(blocks, format="csr").astype(np.float32)
